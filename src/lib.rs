@@ -1,0 +1,5 @@
+//! # xmpp-sansio
+//!
+//! XMPP as a pure, sans-IO state machine.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
