@@ -3,3 +3,5 @@
 //! XMPP as a pure, sans-IO state machine.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod rng;
