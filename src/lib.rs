@@ -4,4 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod jid;
 pub mod rng;
+
+pub use jid::{BareJid, FullJid, Jid, JidError};
