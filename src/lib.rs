@@ -5,6 +5,9 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod jid;
 pub mod ns;
 pub mod rng;
 pub mod xml;
+
+pub use jid::{BareJid, FullJid, Jid, JidError};
