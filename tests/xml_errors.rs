@@ -77,7 +77,11 @@ fn malformed_input_catalogue() {
         assert_eq!(err.condition(), expected, "{name}: {err}");
         // The same condition however the input is split.
         let (_, split) = read_chunks(ReaderLimits::default(), input.chunks(1));
-        assert_eq!(split.map(|e| e.condition()), Some(expected), "{name}, byte by byte");
+        assert_eq!(
+            split.map(|e| e.condition()),
+            Some(expected),
+            "{name}, byte by byte"
+        );
     }
 }
 
@@ -85,7 +89,10 @@ fn malformed_input_catalogue() {
 fn errors_are_sticky() {
     let mut reader = StreamReader::new(ReaderLimits::default());
     reader.feed(format!("{CLIENT_HEADER}<!-- x -->").as_bytes());
-    assert!(matches!(reader.next_frame(), Ok(Some(Frame::StreamOpen(_)))));
+    assert!(matches!(
+        reader.next_frame(),
+        Ok(Some(Frame::StreamOpen(_)))
+    ));
     let err = reader.next_frame().unwrap_err();
     assert_eq!(err, XmlError::RestrictedXml("comments"));
     reader.feed(b"<message/>");
@@ -117,7 +124,10 @@ fn stanza_size_limit_is_exact() {
             } else {
                 assert_eq!(
                     err,
-                    Some(XmlError::LimitExceeded { limit: Limit::StanzaBytes, max }),
+                    Some(XmlError::LimitExceeded {
+                        limit: Limit::StanzaBytes,
+                        max
+                    }),
                     "size {size}, chunk {chunk}"
                 );
             }
@@ -131,7 +141,10 @@ fn pre_auth_limit_rejects_big_auth() {
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
         "A".repeat(20_000)
     );
-    let (_, err) = read_chunks(ReaderLimits::pre_auth(), [format!("{CLIENT_HEADER}{auth}").as_bytes()]);
+    let (_, err) = read_chunks(
+        ReaderLimits::pre_auth(),
+        [format!("{CLIENT_HEADER}{auth}").as_bytes()],
+    );
     assert_eq!(err.unwrap().condition(), C::PolicyViolation);
 }
 
@@ -139,7 +152,10 @@ fn pre_auth_limit_rejects_big_auth() {
 fn oversized_stanza_fails_before_it_is_buffered() {
     // A peer streaming an endless stanza is stopped once the limit is passed,
     // although it never closes a tag.
-    let limits = ReaderLimits { max_stanza_bytes: 1000, ..ReaderLimits::default() };
+    let limits = ReaderLimits {
+        max_stanza_bytes: 1000,
+        ..ReaderLimits::default()
+    };
     let mut reader = StreamReader::new(limits);
     reader.feed(CLIENT_HEADER.as_bytes());
     reader.next_frame().unwrap();
@@ -159,21 +175,46 @@ fn oversized_stanza_fails_before_it_is_buffered() {
 
 #[test]
 fn depth_limit() {
-    let limits = ReaderLimits { max_depth: 10, ..ReaderLimits::default() };
-    let nest = |d: usize| format!("{CLIENT_HEADER}{}{}", "<a xmlns='urn:x'>".repeat(d), "</a>".repeat(d));
+    let limits = ReaderLimits {
+        max_depth: 10,
+        ..ReaderLimits::default()
+    };
+    let nest = |d: usize| {
+        format!(
+            "{CLIENT_HEADER}{}{}",
+            "<a xmlns='urn:x'>".repeat(d),
+            "</a>".repeat(d)
+        )
+    };
     let (frames, err) = read_chunks(limits, [nest(10).as_bytes()]);
     assert_eq!(err, None);
     assert_eq!(frames.len(), 2);
     let (_, err) = read_chunks(limits, [nest(11).as_bytes()]);
-    assert_eq!(err, Some(XmlError::LimitExceeded { limit: Limit::Depth, max: 10 }));
+    assert_eq!(
+        err,
+        Some(XmlError::LimitExceeded {
+            limit: Limit::Depth,
+            max: 10
+        })
+    );
     // 10 000 nested elements: refused at depth 65 with the defaults, long before the end.
-    let (_, err) = read_all(format!("{CLIENT_HEADER}{}", "<a xmlns='urn:x'>".repeat(10_000)).as_bytes());
-    assert_eq!(err, Some(XmlError::LimitExceeded { limit: Limit::Depth, max: 64 }));
+    let (_, err) =
+        read_all(format!("{CLIENT_HEADER}{}", "<a xmlns='urn:x'>".repeat(10_000)).as_bytes());
+    assert_eq!(
+        err,
+        Some(XmlError::LimitExceeded {
+            limit: Limit::Depth,
+            max: 64
+        })
+    );
 }
 
 #[test]
 fn attribute_limit() {
-    let limits = ReaderLimits { max_attributes: 5, ..ReaderLimits::default() };
+    let limits = ReaderLimits {
+        max_attributes: 5,
+        ..ReaderLimits::default()
+    };
     let attrs = |n: usize| {
         let a: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
         format!("{CLIENT_HEADER}<message{a}/>")
@@ -181,30 +222,56 @@ fn attribute_limit() {
     assert_eq!(read_chunks(limits, [attrs(5).as_bytes()]).1, None);
     assert_eq!(
         read_chunks(limits, [attrs(6).as_bytes()]).1,
-        Some(XmlError::LimitExceeded { limit: Limit::Attributes, max: 5 })
+        Some(XmlError::LimitExceeded {
+            limit: Limit::Attributes,
+            max: 5
+        })
     );
 }
 
 #[test]
 fn element_count_limit() {
-    let limits = ReaderLimits { max_elements: 100, ..ReaderLimits::default() };
-    let items = |n: usize| format!("{CLIENT_HEADER}<iq type='result' id='1'>{}</iq>", "<i/>".repeat(n));
+    let limits = ReaderLimits {
+        max_elements: 100,
+        ..ReaderLimits::default()
+    };
+    let items = |n: usize| {
+        format!(
+            "{CLIENT_HEADER}<iq type='result' id='1'>{}</iq>",
+            "<i/>".repeat(n)
+        )
+    };
     assert_eq!(read_chunks(limits, [items(99).as_bytes()]).1, None);
     assert_eq!(
         read_chunks(limits, [items(100).as_bytes()]).1,
-        Some(XmlError::LimitExceeded { limit: Limit::Elements, max: 100 })
+        Some(XmlError::LimitExceeded {
+            limit: Limit::Elements,
+            max: 100
+        })
     );
 }
 
 #[test]
 fn header_size_limit() {
-    let limits = ReaderLimits { max_header_bytes: 200, ..ReaderLimits::default() };
+    let limits = ReaderLimits {
+        max_header_bytes: 200,
+        ..ReaderLimits::default()
+    };
     let header = |pad: usize| {
-        format!("<stream:stream {STREAM_NS} xmlns='jabber:client' to='{}'>", "a".repeat(pad))
+        format!(
+            "<stream:stream {STREAM_NS} xmlns='jabber:client' to='{}'>",
+            "a".repeat(pad)
+        )
     };
     assert_eq!(read_chunks(limits, [header(50).as_bytes()]).1, None);
     let (_, err) = read_chunks(limits, [header(500).as_bytes()]);
-    assert_eq!(err, Some(XmlError::LimitExceeded { limit: Limit::HeaderBytes, max: 200 }));
+    assert_eq!(
+        err,
+        Some(XmlError::LimitExceeded {
+            limit: Limit::HeaderBytes,
+            max: 200
+        })
+    );
     // Endless whitespace before the root is bounded too.
     let (_, err) = read_chunks(limits, [vec![b' '; 10_000].as_slice()]);
     assert_eq!(err.unwrap().condition(), C::PolicyViolation);
@@ -212,12 +279,24 @@ fn header_size_limit() {
 
 #[test]
 fn token_limit() {
-    let limits = ReaderLimits { max_token_bytes: 100, ..ReaderLimits::default() };
+    let limits = ReaderLimits {
+        max_token_bytes: 100,
+        ..ReaderLimits::default()
+    };
     let input = format!("{CLIENT_HEADER}<message to='{}'/>", "a".repeat(1000));
     let (_, err) = read_chunks(limits, [input.as_bytes()]);
-    assert_eq!(err, Some(XmlError::LimitExceeded { limit: Limit::TokenBytes, max: 100 }));
+    assert_eq!(
+        err,
+        Some(XmlError::LimitExceeded {
+            limit: Limit::TokenBytes,
+            max: 100
+        })
+    );
     // Long text is fine: it is read in pieces and bounded by the stanza size.
-    let input = format!("{CLIENT_HEADER}<message><body>{}</body></message>", "a".repeat(1000));
+    let input = format!(
+        "{CLIENT_HEADER}<message><body>{}</body></message>",
+        "a".repeat(1000)
+    );
     assert_eq!(read_chunks(limits, [input.as_bytes()]).1, None);
 }
 
