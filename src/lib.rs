@@ -8,6 +8,7 @@ pub mod error;
 pub mod jid;
 pub mod ns;
 pub mod rng;
+pub mod stanza;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid, JidError};
