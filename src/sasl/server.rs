@@ -139,6 +139,12 @@ impl From<Option<StoredCredentials>> for CredentialLookup {
     }
 }
 
+impl From<StoredCredentials> for CredentialLookup {
+    fn from(c: StoredCredentials) -> Self {
+        CredentialLookup::Found(c)
+    }
+}
+
 /// Who authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
