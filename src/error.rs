@@ -534,7 +534,12 @@ impl StanzaError {
 
 impl fmt::Display for StanzaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "stanza error <{}/> ({})", self.condition, self.error_type.name())?;
+        write!(
+            f,
+            "stanza error <{}/> ({})",
+            self.condition,
+            self.error_type.name()
+        )?;
         if let Some(text) = &self.text {
             write!(f, ": {}", text.text)?;
         }

@@ -10,6 +10,7 @@ pub mod ns;
 pub mod rng;
 pub mod sasl;
 pub mod stanza;
+pub mod stream;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid, JidError};

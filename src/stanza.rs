@@ -105,7 +105,12 @@ pub struct NotAStanza(pub Element);
 
 impl fmt::Display for NotAStanza {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{} xmlns='{}'/> is not a stanza", self.0.name(), self.0.ns())
+        write!(
+            f,
+            "<{} xmlns='{}'/> is not a stanza",
+            self.0.name(),
+            self.0.ns()
+        )
     }
 }
 
@@ -296,7 +301,10 @@ impl Stanza {
     /// The presence priority (RFC 6121 §4.7.2.3): `0` when absent,
     /// `None` when not an integer in −128..=127.
     pub fn priority(&self) -> Option<i8> {
-        match self.element.get_child("priority", self.element.ns().as_str()) {
+        match self
+            .element
+            .get_child("priority", self.element.ns().as_str())
+        {
             None => Some(0),
             Some(p) => p.text().trim().parse().ok(),
         }
@@ -364,18 +372,33 @@ mod tests {
         let p = parse("<presence xmlns='jabber:client'><priority>-5</priority></presence>");
         assert_eq!(p.presence_type(), Some(Ok(PresenceType::Available)));
         assert_eq!(p.priority(), Some(-5));
-        let p = parse("<presence xmlns='jabber:client' type='x'><priority>300</priority></presence>");
+        let p =
+            parse("<presence xmlns='jabber:client' type='x'><priority>300</priority></presence>");
         assert_eq!(p.presence_type(), Some(Err(())));
         assert_eq!(p.priority(), None);
         let iq = parse("<iq xmlns='jabber:client' id='1'/>");
         assert_eq!(iq.iq_type(), Some(Err(())));
-        assert!(Stanza::from_element("<iq xmlns='jabber:server'/>".parse().unwrap(), "jabber:client").is_err());
-        assert!(Stanza::from_element("<foo xmlns='jabber:client'/>".parse().unwrap(), "jabber:client").is_err());
+        assert!(
+            Stanza::from_element(
+                "<iq xmlns='jabber:server'/>".parse().unwrap(),
+                "jabber:client"
+            )
+            .is_err()
+        );
+        assert!(
+            Stanza::from_element(
+                "<foo xmlns='jabber:client'/>".parse().unwrap(),
+                "jabber:client"
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn error_reply_swaps_and_never_answers_errors() {
-        let iq = parse("<iq xmlns='jabber:client' type='get' id='q1' from='a@b/c' to='d'><query xmlns='urn:x'/></iq>");
+        let iq = parse(
+            "<iq xmlns='jabber:client' type='get' id='q1' from='a@b/c' to='d'><query xmlns='urn:x'/></iq>",
+        );
         let err = StanzaError::new(StanzaErrorCondition::ServiceUnavailable);
         let reply = iq.error_reply(&err).unwrap();
         assert_eq!(reply.to(), Some("a@b/c"));
