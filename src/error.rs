@@ -138,7 +138,7 @@ pub struct StreamError {
     /// Optional descriptive text.
     pub text: Option<ErrorText>,
     /// Optional application-specific condition element.
-    pub application: Option<Element>,
+    pub application: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -199,7 +199,7 @@ impl StreamError {
                     }
                 }
             } else if out.application.is_none() {
-                out.application = Some(child.clone());
+                out.application = Some(Box::new(child.clone()));
             }
         }
         Ok(out)
@@ -223,7 +223,7 @@ impl StreamError {
             el.append_child(t);
         }
         if let Some(app) = &self.application {
-            el.append_child(app.clone());
+            el.append_child((**app).clone());
         }
         el
     }
@@ -441,7 +441,7 @@ pub struct StanzaError {
     /// Optional descriptive text.
     pub text: Option<ErrorText>,
     /// Optional application-specific condition element.
-    pub application: Option<Element>,
+    pub application: Option<Box<Element>>,
 }
 
 impl StanzaError {
@@ -493,7 +493,7 @@ impl StanzaError {
                     }
                 }
             } else if out.application.is_none() {
-                out.application = Some(child.clone());
+                out.application = Some(Box::new(child.clone()));
             }
         }
         out.error_type = el
@@ -526,7 +526,7 @@ impl StanzaError {
             el.append_child(t);
         }
         if let Some(app) = &self.application {
-            el.append_child(app.clone());
+            el.append_child((**app).clone());
         }
         el
     }

@@ -127,9 +127,9 @@ fn stream_error_round_trip_every_condition() {
     for &condition in StreamErrorCondition::ALL {
         let mut error = StreamError::new(condition).with_text("why it failed");
         if condition == StreamErrorCondition::UndefinedCondition {
-            error.application = Some(parse(
+            error.application = Some(Box::new(parse(
                 "<handled-count-too-high xmlns='urn:xmpp:sm:3' h='10' send-count='8'/>",
-            ));
+            )));
         }
         if condition == StreamErrorCondition::SeeOtherHost {
             error.condition_data = Some("[2001:db8::1]:5222".into());

@@ -130,7 +130,7 @@ pub struct Negotiated {
 
 /// One row of the feature table: when a feature may be offered, whether it
 /// must be negotiated before stanzas flow, and whether it restarts the stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct FeatureRule {
     /// The feature.
     pub feature: Feature,
