@@ -9,6 +9,7 @@ pub mod error;
 pub mod jid;
 pub mod ns;
 pub mod rng;
+pub mod router;
 pub mod sasl;
 pub mod stanza;
 pub mod stream;
