@@ -1,0 +1,407 @@
+//! Example XMPP client: the sans-IO `ClientConnection` driven by tokio and
+//! rustls.
+//!
+//! ```text
+//! cargo run --example client -- --jid alice@localhost --password alice-pass --insecure send bob@localhost "hello"
+//! cargo run --example client -- --jid bob@localhost --password bob-pass --insecure listen --count 1
+//! cargo run --example client -- --jid alice@localhost --password alice-pass --insecure disco
+//! ```
+//!
+//! The host owns the socket, TLS and the clock; the core only sees bytes,
+//! `Instant`s and events.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use clap::{Parser, Subcommand};
+use minidom::Element;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::{Prefixed, Transport};
+use xmpp_sansio::client::{ClientConfig, ClientConnection, ClientEvent, TlsMode};
+use xmpp_sansio::stanza::{IqType, MessageType, Stanza, StanzaKind};
+use xmpp_sansio::stream::{CloseReason, Input, Output};
+use xmpp_sansio::xml::StreamWriter;
+use xmpp_sansio::{BareJid, Jid};
+
+#[derive(Parser, Debug)]
+#[command(about = "A small XMPP client built on xmpp-sansio")]
+struct Args {
+    /// The account, e.g. alice@localhost.
+    #[arg(long)]
+    jid: BareJid,
+    /// The password (or set XMPP_PASSWORD).
+    #[arg(long, env = "XMPP_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Server host to connect to (default: the JID's domain).
+    #[arg(long)]
+    host: Option<String>,
+    /// Server port.
+    #[arg(long, default_value_t = 5222)]
+    port: u16,
+    /// Resource to request (default: chosen by the server).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Connect with direct TLS (XEP-0368, usually port 5223) instead of STARTTLS.
+    #[arg(long)]
+    direct_tls: bool,
+    /// Accept any server certificate (for self-signed test servers only).
+    #[arg(long)]
+    insecure: bool,
+    /// Trust the CA certificates in this PEM file instead of the built-in roots.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Print every byte sent and received to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send one chat message, then disconnect.
+    Send { to: Jid, text: String },
+    /// Send `count` numbered messages "PREFIX 1" … "PREFIX count" in order.
+    SendMany {
+        to: Jid,
+        count: usize,
+        #[arg(long, default_value = "message")]
+        prefix: String,
+    },
+    /// Announce presence and print incoming stanzas (until `--count` messages arrived).
+    Listen {
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Query disco#info of the server (or TARGET) and print identities and features.
+    Disco { target: Option<Jid> },
+    /// Ping the server (XEP-0199) and print the round trip.
+    Ping,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let limit = Duration::from_secs(args.timeout);
+    match tokio::time::timeout(limit, run(args)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("error: timed out after {}s", limit.as_secs());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// What the client is doing once online.
+struct App {
+    command: Command,
+    received: usize,
+    pending_iq: Option<(String, Instant)>,
+    done: bool,
+    writer: StreamWriter,
+}
+
+impl App {
+    fn online(&mut self, conn: &mut ClientConnection, now: Instant) -> Result<(), BoxError> {
+        match &self.command {
+            Command::Send { to, text } => {
+                conn.send_stanza(now, Stanza::chat(to, text))?;
+                self.done = true;
+            }
+            Command::SendMany { to, count, prefix } => {
+                for i in 1..=*count {
+                    conn.send_stanza(now, Stanza::chat(to, &format!("{prefix} {i}")))?;
+                }
+                self.done = true;
+            }
+            Command::Listen { .. } => {
+                conn.send_stanza(now, Stanza::new(StanzaKind::Presence, "jabber:client"))?;
+            }
+            Command::Disco { target } => {
+                let target = match target {
+                    Some(t) => t.clone(),
+                    None => conn.jid().ok_or("not bound")?.domain().parse()?,
+                };
+                let query = Element::bare("query", "http://jabber.org/protocol/disco#info");
+                let id = conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "disco1", query))?;
+                self.pending_iq = Some((id, now));
+            }
+            Command::Ping => {
+                let target: Jid = conn.jid().ok_or("not bound")?.domain().parse()?;
+                let ping = Element::bare("ping", "urn:xmpp:ping");
+                let id = conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "ping1", ping))?;
+                self.pending_iq = Some((id, now));
+            }
+        }
+        Ok(())
+    }
+
+    fn stanza(&mut self, stanza: &Stanza, now: Instant) -> Result<(), BoxError> {
+        if let Some((id, sent)) = &self.pending_iq
+            && stanza.id() == Some(id.as_str())
+        {
+            if let Some(error) = stanza.error() {
+                return Err(format!("query failed: {error}").into());
+            }
+            match self.command {
+                Command::Disco { .. } => print_disco(stanza),
+                Command::Ping => println!("pong from {} in {:?}", stanza.from().unwrap_or("server"), now - *sent),
+                _ => {}
+            }
+            self.done = true;
+            return Ok(());
+        }
+        if let Command::Listen { count } = self.command {
+            if stanza.message_type().is_some_and(|t| t != MessageType::Error) {
+                let body = stanza
+                    .element()
+                    .get_child("body", "jabber:client")
+                    .map(Element::text);
+                if let Some(body) = body {
+                    println!("{}: {body}", stanza.from().unwrap_or("?"));
+                    self.received += 1;
+                    if count.is_some_and(|c| self.received >= c) {
+                        self.done = true;
+                    }
+                    return Ok(());
+                }
+            }
+            let mut out = BytesMut::new();
+            self.writer.write_element(stanza.element(), &mut out)?;
+            eprintln!("<- {}", String::from_utf8_lossy(&out));
+        }
+        Ok(())
+    }
+}
+
+fn print_disco(stanza: &Stanza) {
+    let Some(query) = stanza
+        .element()
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+    else {
+        println!("(no disco#info payload)");
+        return;
+    };
+    for child in query.children() {
+        match child.name() {
+            "identity" => println!(
+                "identity category={} type={} name={}",
+                child.attr("category").unwrap_or(""),
+                child.attr("type").unwrap_or(""),
+                child.attr("name").unwrap_or("")
+            ),
+            "feature" => println!("feature {}", child.attr("var").unwrap_or("")),
+            _ => {}
+        }
+    }
+}
+
+fn tls_connector(args: &Args) -> Result<tokio_rustls::TlsConnector, BoxError> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?;
+    let config = if args.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(insecure::AcceptAnyCert::new()))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &args.ca {
+            Some(path) => {
+                for cert in common::load_certs(path)? {
+                    roots.add(cert)?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn upgrade(
+    transport: Transport,
+    buffered: Vec<u8>,
+    connector: &tokio_rustls::TlsConnector,
+    domain: &str,
+) -> Result<(Transport, xmpp_sansio::sasl::TlsInfo), BoxError> {
+    let Transport::Plain(tcp) = transport else {
+        return Err("TLS is already up".into());
+    };
+    let name = ServerName::try_from(domain.to_owned())?;
+    let tls = connector
+        .connect(name, Prefixed::new(buffered, tcp))
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let (_, conn) = tls.get_ref();
+    let end_entity = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+    let info = common::tls_info(conn, end_entity.as_deref());
+    Ok((Transport::ClientTls(Box::new(tls)), info))
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let domain = args.jid.domain().to_owned();
+    let host = args.host.clone().unwrap_or_else(|| domain.clone());
+    let addr = (host.as_str(), args.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    tcp.set_nodelay(true)?;
+    let connector = tls_connector(&args)?;
+
+    let mut config = ClientConfig::new(args.jid.clone(), args.password.clone());
+    config.resource = args.resource.clone();
+    let mut transport = Transport::Plain(tcp);
+    if args.direct_tls {
+        let (t, info) = upgrade(transport, Vec::new(), &connector, &domain).await?;
+        transport = t;
+        config.tls = TlsMode::Direct(info);
+    }
+    let mut conn = ClientConnection::new(config, common::os_rng()?, Instant::now());
+    let mut app = App {
+        command: args.command,
+        received: 0,
+        pending_iq: None,
+        done: false,
+        writer: StreamWriter::default(),
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut closing = false;
+    loop {
+        while let Some(output) = conn.poll_output() {
+            match output {
+                Output::Transmit(bytes) => {
+                    if args.verbose {
+                        eprintln!("-> {}", String::from_utf8_lossy(&bytes));
+                    }
+                    transport.write_all(&bytes).await?;
+                }
+                Output::Event(ClientEvent::StartTls { buffered }) => {
+                    transport.flush().await?;
+                    let t = std::mem::replace(&mut transport, Transport::Upgrading);
+                    let (t, info) = upgrade(t, buffered.to_vec(), &connector, &domain).await?;
+                    transport = t;
+                    if args.verbose {
+                        eprintln!("-- TLS established ({:?})", info.version);
+                    }
+                    conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
+                }
+                Output::Event(ClientEvent::Online { jid }) => {
+                    eprintln!("online as {jid}");
+                    app.online(&mut conn, Instant::now())?;
+                }
+                Output::Event(ClientEvent::Stanza(stanza)) => app.stanza(&stanza, Instant::now())?,
+                Output::Event(ClientEvent::Closed(reason)) => {
+                    let _ = transport.shutdown().await;
+                    return match reason {
+                        CloseReason::Closed if app.done => Ok(()),
+                        reason => Err(reason.to_string().into()),
+                    };
+                }
+            }
+        }
+        transport.flush().await?;
+        if app.done && !closing {
+            closing = true;
+            conn.close(Instant::now());
+            continue;
+        }
+        let deadline = conn.poll_timeout();
+        tokio::select! {
+            read = transport.read(&mut buf) => {
+                let n = read.map_err(|e| format!("connection failed: {e}"))?;
+                let now = Instant::now();
+                if n == 0 {
+                    conn.handle_input(now, Input::Eof)?;
+                } else {
+                    if args.verbose {
+                        eprintln!("<- {}", String::from_utf8_lossy(&buf[..n]));
+                    }
+                    conn.handle_input(now, Input::Received(&buf[..n]))?;
+                }
+            }
+            _ = sleep_until(deadline) => conn.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+mod insecure {
+    //! A certificate verifier that accepts anything, for `--insecure`.
+    use rustls::DigitallySignedStruct;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    pub struct AcceptAnyCert(rustls::crypto::CryptoProvider);
+
+    impl AcceptAnyCert {
+        pub fn new() -> Self {
+            AcceptAnyCert(rustls::crypto::ring::default_provider())
+        }
+    }
+
+    impl ServerCertVerifier for AcceptAnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+}
