@@ -9,6 +9,7 @@ pub mod jid;
 pub mod ns;
 pub mod rng;
 pub mod sasl;
+pub mod server;
 pub mod stanza;
 pub mod stream;
 pub mod xml;
