@@ -422,7 +422,7 @@ impl ServerConnection {
                 self.last_received = now;
                 self.ping_deadline = None;
                 self.reader.feed(data);
-                self.pump(now);
+                self.pump();
             }
             Input::Eof => self.finish(CloseReason::Eof),
             Input::TlsEstablished(info) => {
@@ -570,7 +570,7 @@ impl ServerConnection {
             }
             _ => return Err(UsageError::WrongAnswer(id.0)),
         }
-        self.pump(now);
+        self.pump();
         Ok(())
     }
 
@@ -793,10 +793,10 @@ impl ServerConnection {
         self.pending.is_none() && !matches!(self.phase, Phase::AwaitTls | Phase::Closed)
     }
 
-    fn pump(&mut self, now: Instant) {
+    fn pump(&mut self) {
         while self.reading() {
             match self.reader.next_frame() {
-                Ok(Some(frame)) => self.on_frame(now, frame),
+                Ok(Some(frame)) => self.on_frame(frame),
                 Ok(None) => break,
                 Err(e) => {
                     self.violation(e.condition(), e.to_string());
@@ -819,10 +819,13 @@ impl ServerConnection {
         }
     }
 
-    fn on_frame(&mut self, now: Instant, frame: Frame) {
+    fn on_frame(&mut self, frame: Frame) {
         match frame {
             Frame::Whitespace => {}
-            Frame::StreamOpen(header) => self.on_header(header),
+            // A header after our close (e.g. the client restarting while the
+            // host closes) opens nothing.
+            Frame::StreamOpen(header) if self.phase == Phase::AwaitHeader => self.on_header(header),
+            Frame::StreamOpen(_) => {}
             Frame::StreamClose => {
                 if self.writable() {
                     self.send_header();
@@ -834,8 +837,8 @@ impl ServerConnection {
             Frame::Element(element) => match self.phase {
                 Phase::PreAuth => self.on_pre_auth(element),
                 Phase::PreBind => self.on_pre_bind(element),
-                Phase::Ready => self.on_ready(now, element),
-                Phase::Closing => self.on_closing(now, element),
+                Phase::Ready => self.on_ready(element),
+                Phase::Closing => self.on_closing(element),
                 // The reader yields elements only inside a stream, which
                 // starts with its header: not reached.
                 Phase::AwaitHeader | Phase::AwaitTls | Phase::Closed => {}
@@ -1264,24 +1267,24 @@ impl ServerConnection {
         }
     }
 
-    fn on_ready(&mut self, now: Instant, element: Element) {
+    fn on_ready(&mut self, element: Element) {
         match Stanza::from_element(element, ns::JABBER_CLIENT) {
-            Ok(stanza) => self.on_stanza(now, stanza),
+            Ok(stanza) => self.on_stanza(stanza),
             Err(NotAStanza(element)) => self.other_element(&element),
         }
     }
 
-    fn on_closing(&mut self, now: Instant, element: Element) {
+    fn on_closing(&mut self, element: Element) {
         if self.jid.is_none() {
             if element.is("error", ns::STREAMS) {
                 self.other_element(&element);
             }
             return;
         }
-        self.on_ready(now, element);
+        self.on_ready(element);
     }
 
-    fn on_stanza(&mut self, _now: Instant, mut stanza: Stanza) {
+    fn on_stanza(&mut self, mut stanza: Stanza) {
         let Some(jid) = self.jid.clone() else {
             return;
         };

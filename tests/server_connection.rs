@@ -1494,6 +1494,36 @@ fn host_initiated_close_waits_for_the_client() {
 }
 
 #[test]
+fn close_during_a_restart_stays_closing() {
+    let mut h = tls_stream();
+    h.auto_answer = false;
+    h.send(&plain_auth(USER, PASSWORD));
+    let id = h.conn.pending_request().unwrap();
+    h.conn
+        .answer(
+            h.now,
+            id,
+            Answer::Credentials(CredentialLookup::Found(creds())),
+        )
+        .unwrap();
+    h.drain();
+    // Authenticated, waiting for the new header: the host closes.
+    h.conn.close(h.now);
+    h.drain();
+    assert_eq!(
+        &h.names()[h.names().len() - 3..],
+        ["success", "open", "close"]
+    );
+    let out = h.out.len();
+    h.send(&header());
+    h.send(&bind_iq("b", Some("r")));
+    assert_eq!(h.conn.state(), &ServerState::Closing);
+    assert_eq!(h.out.len(), out);
+    h.send(CLOSE);
+    assert_eq!(h.conn.state(), &ServerState::Closed(CloseReason::Closed));
+}
+
+#[test]
 fn close_with_error_sends_it() {
     let mut h = Host::bound();
     let conflict = StreamError::new(StreamErrorCondition::Conflict);
