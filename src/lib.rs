@@ -11,6 +11,7 @@ pub mod ns;
 pub mod rng;
 pub mod router;
 pub mod sasl;
+pub mod server;
 pub mod stanza;
 pub mod stream;
 pub mod xml;
