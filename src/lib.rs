@@ -4,4 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod error;
+pub mod ns;
 pub mod rng;
+pub mod xml;

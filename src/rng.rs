@@ -85,6 +85,9 @@ mod tests {
         let mut r = SeededRng::from_seed([9; 32]);
         let t = r.token(100);
         assert_eq!(t.len(), 100);
-        assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 }
