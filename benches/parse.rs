@@ -192,9 +192,13 @@ where
     use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, accept_stream};
 
     let t0 = Instant::now();
-    let accepted = accept_stream(ChunkedIo::new(&corpus.bytes), "jabber:client", Timeouts::default())
-        .await
-        .expect("tokio-xmpp: stream header");
+    let accepted = accept_stream(
+        ChunkedIo::new(&corpus.bytes),
+        "jabber:client",
+        Timeouts::default(),
+    )
+    .await
+    .expect("tokio-xmpp: stream header");
     let mut elapsed = t0.elapsed();
 
     let pending = accepted
@@ -276,7 +280,6 @@ fn quick_xml_events(corpus: &Corpus) -> usize {
 /// Our sans-IO reader: `feed` each 4 KiB chunk, then drain `next_frame`
 /// until it wants more bytes. One `minidom::Element` per top-level element,
 /// like (2) and (3).
-#[cfg(any())] // TEMP-OURS
 fn ours(corpus: &Corpus) -> usize {
     use xmpp_sansio::xml::{Frame, ReaderLimits, StreamReader};
 
@@ -323,7 +326,6 @@ fn bench_profile(c: &mut Criterion, profile: Profile) {
     assert_eq!(rxml_raw_events(&corpus), corpus.stanzas, "rxml raw");
     assert_eq!(rxml_minidom(&corpus), corpus.stanzas, "rxml+minidom");
     assert_eq!(quick_xml_events(&corpus), corpus.stanzas, "quick-xml");
-    #[cfg(any())] // TEMP-OURS
     assert_eq!(ours(&corpus), corpus.stanzas, "ours");
 
     // Current-thread runtime with the timer enabled (tokio-xmpp arms a read
@@ -344,7 +346,6 @@ fn bench_profile(c: &mut Criterion, profile: Profile) {
         g.sample_size(20);
     }
 
-    #[cfg(any())] // TEMP-OURS
     g.bench_function("ours", |b| {
         b.iter(|| assert_eq!(ours(black_box(&corpus)), corpus.stanzas))
     });

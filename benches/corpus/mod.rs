@@ -148,9 +148,26 @@ impl Rng {
 // Vocabulary
 
 const USERS: &[&str] = &[
-    "juliet", "romeo", "nurse", "benvolio", "mercutio", "tybalt", "laurence", "paris",
-    "capulet", "montague", "escalus", "balthasar", "rosaline", "sampson", "gregory",
-    "anna.k", "björn", "zoë", "li.wei", "marie-claire",
+    "juliet",
+    "romeo",
+    "nurse",
+    "benvolio",
+    "mercutio",
+    "tybalt",
+    "laurence",
+    "paris",
+    "capulet",
+    "montague",
+    "escalus",
+    "balthasar",
+    "rosaline",
+    "sampson",
+    "gregory",
+    "anna.k",
+    "björn",
+    "zoë",
+    "li.wei",
+    "marie-claire",
 ];
 
 const DOMAINS: &[&str] = &[
@@ -172,7 +189,10 @@ const RESOURCES: &[&str] = &[
     "psi+",
 ];
 
-const MUCS: &[&str] = &["coven@chat.shakespeare.lit", "verona@conference.example.org"];
+const MUCS: &[&str] = &[
+    "coven@chat.shakespeare.lit",
+    "verona@conference.example.org",
+];
 
 const CLIENT_NODES: &[&str] = &[
     "http://conversations.im",
@@ -185,20 +205,127 @@ const CLIENT_NODES: &[&str] = &[
 /// Words for message bodies: mostly English, some German, French, Russian,
 /// Japanese, emoji, and characters that must be escaped.
 const WORDS: &[&str] = &[
-    "the", "a", "to", "and", "of", "is", "it", "you", "that", "in", "I", "for", "on",
-    "was", "with", "are", "be", "this", "have", "not", "but", "at", "what", "we", "so",
-    "can", "just", "do", "there", "if", "about", "meeting", "tomorrow", "lunch", "today",
-    "sounds", "good", "thanks", "sure", "maybe", "later", "tonight", "server", "deploy",
-    "release", "build", "broken", "again", "fixed", "ticket", "review", "please", "patch",
-    "wherefore", "art", "thou", "Romeo", "balcony", "moon", "swear", "sweet", "sorrow",
-    "parting", "night", "rose", "name", "smell", "love", "light", "window", "breaks",
-    "ok", "lol", "haha", "yes", "no", "hmm", "brb", "omw", "👍", "😂", "🎉", "❤️",
-    "Grüße", "schön", "Straße", "über", "Mädchen", "Brötchen", "vielleicht",
-    "très", "déjà", "où", "à", "ça", "garçon", "naïve", "crème",
-    "привет", "спасибо", "завтра", "хорошо", "да",
-    "こんにちは", "ありがとう", "明日", "会議", "了解",
-    "R&D", "Q&A", "AT&T", "<3", "a<b", "x>y", "->", "\"quoted\"", "it's", "don't",
-    "https://example.org/a?b=1&c=2", "1<2&&3>2", "&amp;",
+    "the",
+    "a",
+    "to",
+    "and",
+    "of",
+    "is",
+    "it",
+    "you",
+    "that",
+    "in",
+    "I",
+    "for",
+    "on",
+    "was",
+    "with",
+    "are",
+    "be",
+    "this",
+    "have",
+    "not",
+    "but",
+    "at",
+    "what",
+    "we",
+    "so",
+    "can",
+    "just",
+    "do",
+    "there",
+    "if",
+    "about",
+    "meeting",
+    "tomorrow",
+    "lunch",
+    "today",
+    "sounds",
+    "good",
+    "thanks",
+    "sure",
+    "maybe",
+    "later",
+    "tonight",
+    "server",
+    "deploy",
+    "release",
+    "build",
+    "broken",
+    "again",
+    "fixed",
+    "ticket",
+    "review",
+    "please",
+    "patch",
+    "wherefore",
+    "art",
+    "thou",
+    "Romeo",
+    "balcony",
+    "moon",
+    "swear",
+    "sweet",
+    "sorrow",
+    "parting",
+    "night",
+    "rose",
+    "name",
+    "smell",
+    "love",
+    "light",
+    "window",
+    "breaks",
+    "ok",
+    "lol",
+    "haha",
+    "yes",
+    "no",
+    "hmm",
+    "brb",
+    "omw",
+    "👍",
+    "😂",
+    "🎉",
+    "❤️",
+    "Grüße",
+    "schön",
+    "Straße",
+    "über",
+    "Mädchen",
+    "Brötchen",
+    "vielleicht",
+    "très",
+    "déjà",
+    "où",
+    "à",
+    "ça",
+    "garçon",
+    "naïve",
+    "crème",
+    "привет",
+    "спасибо",
+    "завтра",
+    "хорошо",
+    "да",
+    "こんにちは",
+    "ありがとう",
+    "明日",
+    "会議",
+    "了解",
+    "R&D",
+    "Q&A",
+    "AT&T",
+    "<3",
+    "a<b",
+    "x>y",
+    "->",
+    "\"quoted\"",
+    "it's",
+    "don't",
+    "https://example.org/a?b=1&c=2",
+    "1<2&&3>2",
+    "&amp;",
 ];
 
 const SHOWS: &[&str] = &["away", "chat", "dnd", "xa"];
@@ -253,7 +380,14 @@ const FEATURES: &[&str] = &[
     "eu.siacs.conversations.axolotl.devicelist+notify",
 ];
 
-const GROUPS: &[&str] = &["Friends", "Family", "Work", "Montagues", "Capulets", "Verona Ü"];
+const GROUPS: &[&str] = &[
+    "Friends",
+    "Family",
+    "Work",
+    "Montagues",
+    "Capulets",
+    "Verona Ü",
+];
 
 // ---------------------------------------------------------------------------
 // Generator
@@ -543,7 +677,9 @@ impl Gen {
              <identity category='client' type='phone' name='Conversations'/>"
         );
         if self.chance(30) {
-            o.push_str("<identity category='client' type='pc' xml:lang='de' name='Gajim für Linux'/>");
+            o.push_str(
+                "<identity category='client' type='pc' xml:lang='de' name='Gajim für Linux'/>",
+            );
         }
         let n = self.range(12, 28);
         let start = self.below(FEATURES.len());
@@ -599,7 +735,10 @@ impl Gen {
 
     fn roster_push(&mut self, o: &mut String) {
         let id = self.short_id();
-        let _ = write!(o, "<iq id='{id}' type='set'><query xmlns='jabber:iq:roster'>");
+        let _ = write!(
+            o,
+            "<iq id='{id}' type='set'><query xmlns='jabber:iq:roster'>"
+        );
         self.roster_item(o);
         o.push_str("</query></iq>");
     }
