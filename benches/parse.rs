@@ -6,9 +6,14 @@
 //! report exactly `corpus.stanzas` top-level elements — a parser that skips
 //! work fails the run instead of looking fast.
 //!
+//! Timed with the thread's CPU time unless `BENCH_CLOCK=wall`; after the
+//! criterion groups a paired, interleaved pass prints the ratios that matter
+//! (ours vs tokio-xmpp, ours vs rxml+minidom) as a markdown table.
+//!
 //! Run: `cargo bench --bench parse` (short: append
 //! `-- --warm-up-time 1 --measurement-time 3`). See `benches/README.md`.
 
+mod clock;
 mod corpus;
 
 use std::hint::black_box;
@@ -17,7 +22,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::Measurement;
+use criterion::{Criterion, Throughput};
 use rxml::Parse as _;
 use rxml::error::EndOrError;
 
@@ -177,13 +183,12 @@ impl tokio::io::AsyncWrite for ChunkedIo<'_> {
 }
 
 /// Drive tokio-xmpp's responder-side `xmlstream` over the corpus and read
-/// every top-level element as `T`. Returns (elements, time spent receiving).
-///
-/// Timed: `accept_stream` (parsing the stream header) and draining the
-/// stream until the footer. Not timed: serialising our own stream header and
-/// `<stream:features/>` (`send_header` / `send_features`), which is sending,
-/// not receiving.
-async fn tokio_xmpp_drain<T>(corpus: &Corpus) -> (usize, Duration)
+/// every top-level element as `T`: `accept_stream` (reads the stream
+/// header), `send_header` + `send_features` (serialise our header and an
+/// empty `<stream:features/>` into the discarding writer: a few µs, under
+/// 0.05 % of an iteration, kept in so every clock can time the whole call),
+/// then poll the `XmlStream` until the footer. Returns the element count.
+async fn tokio_xmpp_drain<T>(corpus: &Corpus) -> usize
 where
     T: xso::FromXml + std::fmt::Debug,
 {
@@ -191,7 +196,6 @@ where
     use tokio_xmpp::parsers::stream_features::StreamFeatures;
     use tokio_xmpp::xmlstream::{ReadError, StreamHeader, Timeouts, XmlStream, accept_stream};
 
-    let t0 = Instant::now();
     let accepted = accept_stream(
         ChunkedIo::new(&corpus.bytes),
         "jabber:client",
@@ -199,8 +203,6 @@ where
     )
     .await
     .expect("tokio-xmpp: stream header");
-    let mut elapsed = t0.elapsed();
-
     let pending = accepted
         .send_header(StreamHeader::default())
         .await
@@ -210,7 +212,6 @@ where
         .await
         .expect("tokio-xmpp: send features");
 
-    let t1 = Instant::now();
     let mut stanzas = 0usize;
     loop {
         match stream.next().await {
@@ -223,8 +224,7 @@ where
             None => panic!("tokio-xmpp: eof before stream footer"),
         }
     }
-    elapsed += t1.elapsed();
-    (stanzas, elapsed)
+    stanzas
 }
 
 // ---------------------------------------------------------------------------
@@ -311,7 +311,172 @@ fn ours(corpus: &Corpus) -> usize {
 // ---------------------------------------------------------------------------
 // Criterion wiring
 
-fn bench_profile(c: &mut Criterion, profile: Profile) {
+/// One benchmarked line: its id and a call that parses the whole corpus and
+/// returns the number of top-level elements it produced.
+type Line<'a> = (&'static str, Box<dyn Fn() -> usize + 'a>);
+
+type Typed = tokio_xmpp::xmlstream::XmppStreamElement;
+
+fn lines<'a>(corpus: &'a Corpus, rt: &'a tokio::runtime::Runtime) -> Vec<Line<'a>> {
+    vec![
+        ("ours", Box::new(move || ours(black_box(corpus)))),
+        (
+            "rxml+minidom",
+            Box::new(move || rxml_minidom(black_box(corpus))),
+        ),
+        (
+            "tokio-xmpp/Element",
+            Box::new(move || rt.block_on(tokio_xmpp_drain::<minidom::Element>(black_box(corpus)))),
+        ),
+        (
+            "tokio-xmpp/XmppStreamElement",
+            Box::new(move || rt.block_on(tokio_xmpp_drain::<Typed>(black_box(corpus)))),
+        ),
+        (
+            "rxml-raw-events",
+            Box::new(move || rxml_raw_events(black_box(corpus))),
+        ),
+        (
+            "quick-xml-events",
+            Box::new(move || quick_xml_events(black_box(corpus))),
+        ),
+    ]
+}
+
+/// Which clock the run uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    ThreadCpu,
+    Wall,
+}
+
+impl Clock {
+    fn now(self) -> Duration {
+        match self {
+            Clock::ThreadCpu => clock::thread_cpu_now(),
+            Clock::Wall => WALL_EPOCH.get_or_init(Instant::now).elapsed(),
+        }
+    }
+}
+
+static WALL_EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Result of the paired run for one profile.
+struct Paired {
+    profile: Profile,
+    bytes: usize,
+    rounds: usize,
+    /// Per line: median seconds per pass.
+    median: Vec<(&'static str, f64)>,
+    /// Per round: t(tokio-xmpp/Element) / t(ours), i.e. how many times faster.
+    vs_tokio: Vec<f64>,
+    /// Per round: t(rxml+minidom) / t(ours).
+    vs_minidom: Vec<f64>,
+}
+
+/// Interleaved, paired timing: every round runs every line once (in rotated
+/// order) and ratios are taken within a round. Criterion measures one line
+/// after another, so on a shared machine a neighbour's compile can land on
+/// one line and not the next; within a round the lines run back to back, so
+/// load changes slower than a round cancel out of the ratios.
+fn paired(profile: Profile, corpus: &Corpus, lines: &[Line<'_>], clock: Clock) -> Paired {
+    let rounds = match profile {
+        Profile::Typical => 41,
+        Profile::Large => 21,
+    };
+    for (_, f) in lines {
+        black_box(f()); // warm-up
+    }
+    let mut times = vec![Vec::with_capacity(rounds); lines.len()];
+    for r in 0..rounds {
+        for k in 0..lines.len() {
+            let i = (r + k) % lines.len();
+            let t0 = clock.now();
+            let got = (lines[i].1)();
+            let dt = clock.now().saturating_sub(t0);
+            assert_eq!(got, corpus.stanzas, "{}", lines[i].0);
+            times[i].push(dt.as_secs_f64());
+        }
+    }
+    let idx = |name: &str| lines.iter().position(|(n, _)| *n == name).unwrap();
+    let (o, t, m) = (idx("ours"), idx("tokio-xmpp/Element"), idx("rxml+minidom"));
+    let ratio =
+        |peer: usize| -> Vec<f64> { (0..rounds).map(|r| times[peer][r] / times[o][r]).collect() };
+    Paired {
+        profile,
+        bytes: corpus.bytes.len(),
+        rounds,
+        vs_tokio: ratio(t),
+        vs_minidom: ratio(m),
+        median: lines
+            .iter()
+            .zip(&times)
+            .map(|((name, _), ts)| (*name, quantile(ts, 0.5)))
+            .collect(),
+    }
+}
+
+fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+fn print_paired(results: &[Paired], clock: Clock) {
+    let clock = match clock {
+        Clock::ThreadCpu => "thread CPU time",
+        Clock::Wall => "wall time",
+    };
+    println!("\n## parse: paired interleaved summary ({clock}, median of rounds)\n");
+    let names: Vec<&str> = results[0].median.iter().map(|(n, _)| *n).collect();
+    print!("| line |");
+    for p in results {
+        print!(" {} (MiB/s) |", p.profile.name());
+    }
+    print!("\n|---|");
+    for _ in results {
+        print!("---:|");
+    }
+    println!();
+    for (i, name) in names.iter().enumerate() {
+        print!("| {name} |");
+        for p in results {
+            let mib_s = p.bytes as f64 / p.median[i].1 / (1024.0 * 1024.0);
+            print!(" {mib_s:.1} |");
+        }
+        println!();
+    }
+    println!("\n| profile | rounds | ours ÷ tokio-xmpp/Element | ours ÷ rxml+minidom |");
+    println!("|---|---:|---:|---:|");
+    let fmt = |v: &[f64]| {
+        format!(
+            "{:.2}× [{:.2}–{:.2}]",
+            quantile(v, 0.5),
+            quantile(v, 0.25),
+            quantile(v, 0.75)
+        )
+    };
+    for p in results {
+        println!(
+            "| {} | {} | {} | {} |",
+            p.profile.name(),
+            p.rounds,
+            fmt(&p.vs_tokio),
+            fmt(&p.vs_minidom)
+        );
+    }
+    println!(
+        "\n(speed ratios: per-round time of the peer ÷ time of ours; median [interquartile range])"
+    );
+}
+
+fn bench_profile<M: Measurement>(
+    c: &mut Criterion<M>,
+    profile: Profile,
+    clock: Clock,
+) -> Option<Paired> {
     let corpus = corpus::generate(profile);
     eprintln!(
         "corpus {}: {} bytes, {} stanzas, mean {:.0} B/stanza, {} keepalives",
@@ -322,76 +487,72 @@ fn bench_profile(c: &mut Criterion, profile: Profile) {
         corpus.keepalives,
     );
 
-    // Sanity-check every parser once before timing anything.
-    assert_eq!(rxml_raw_events(&corpus), corpus.stanzas, "rxml raw");
-    assert_eq!(rxml_minidom(&corpus), corpus.stanzas, "rxml+minidom");
-    assert_eq!(quick_xml_events(&corpus), corpus.stanzas, "quick-xml");
-    assert_eq!(ours(&corpus), corpus.stanzas, "ours");
-
     // Current-thread runtime with the timer enabled (tokio-xmpp arms a read
-    // timeout `Sleep` on every stream). Built once, outside all timing.
+    // timeout `Sleep` on every stream). Built once, outside all timing;
+    // `block_on` polls on this thread, so the thread CPU clock sees it all.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("tokio runtime");
-    let (n, _) = rt.block_on(tokio_xmpp_drain::<minidom::Element>(&corpus));
-    assert_eq!(n, corpus.stanzas, "tokio-xmpp (Element)");
-    let (n, _) = rt.block_on(tokio_xmpp_drain::<tokio_xmpp::xmlstream::XmppStreamElement>(&corpus));
-    assert_eq!(n, corpus.stanzas, "tokio-xmpp (XmppStreamElement)");
+    let lines = lines(&corpus, &rt);
+    let n = corpus.stanzas;
+
+    // Sanity-check every parser once before timing anything.
+    for (name, f) in &lines {
+        assert_eq!(f(), n, "{name}: wrong number of top-level elements");
+    }
 
     let mut g = c.benchmark_group(format!("parse/{}", profile.name()));
     g.throughput(Throughput::Bytes(corpus.bytes.len() as u64));
     if profile == Profile::Large {
-        // ~50-250 ms per iteration: 100 samples would take minutes per line.
+        // 15-150 ms per iteration: 100 samples would take minutes per line.
         g.sample_size(20);
     }
-
-    g.bench_function("ours", |b| {
-        b.iter(|| assert_eq!(ours(black_box(&corpus)), corpus.stanzas))
-    });
-    g.bench_function("rxml+minidom", |b| {
-        b.iter(|| assert_eq!(rxml_minidom(black_box(&corpus)), corpus.stanzas))
-    });
-    g.bench_function("tokio-xmpp/Element", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (n, t) = rt.block_on(tokio_xmpp_drain::<minidom::Element>(black_box(&corpus)));
-                assert_eq!(n, corpus.stanzas);
-                total += t;
-            }
-            total
-        })
-    });
-    g.bench_function("tokio-xmpp/XmppStreamElement", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let (n, t) = rt.block_on(tokio_xmpp_drain::<
-                    tokio_xmpp::xmlstream::XmppStreamElement,
-                >(black_box(&corpus)));
-                assert_eq!(n, corpus.stanzas);
-                total += t;
-            }
-            total
-        })
-    });
-    g.bench_function("rxml-raw-events", |b| {
-        b.iter(|| assert_eq!(rxml_raw_events(black_box(&corpus)), corpus.stanzas))
-    });
-    g.bench_function("quick-xml-events", |b| {
-        b.iter(|| assert_eq!(quick_xml_events(black_box(&corpus)), corpus.stanzas))
-    });
+    for (name, f) in &lines {
+        g.bench_function(*name, |b| b.iter(|| assert_eq!(f(), n)));
+    }
     g.finish();
+
+    paired_enabled().then(|| paired(profile, &corpus, &lines, clock))
 }
 
-fn parse_typical(c: &mut Criterion) {
-    bench_profile(c, Profile::Typical);
+/// The paired pass runs after the criterion groups unless criterion is only
+/// listing or smoke-testing (`--list`, `--test`) or `BENCH_PAIRED=0`.
+fn paired_enabled() -> bool {
+    let listing = std::env::args().any(|a| a == "--list" || a == "--test");
+    !listing && std::env::var("BENCH_PAIRED").as_deref() != Ok("0")
 }
 
-fn parse_large(c: &mut Criterion) {
-    bench_profile(c, Profile::Large);
+fn run<M: Measurement>(mut c: Criterion<M>, clock: Clock) {
+    let results: Vec<Paired> = [Profile::Typical, Profile::Large]
+        .into_iter()
+        .filter_map(|p| bench_profile(&mut c, p, clock))
+        .collect();
+    c.final_summary();
+    if !results.is_empty() {
+        print_paired(&results, clock);
+    }
 }
 
-criterion_group!(benches, parse_typical, parse_large);
-criterion_main!(benches);
+/// Clock: the thread's CPU time by default (see `benches/clock/mod.rs`: the
+/// machines are 2 shared cores), criterion's wall clock with
+/// `BENCH_CLOCK=wall`.
+fn main() {
+    match std::env::var("BENCH_CLOCK").as_deref() {
+        Ok("wall") => {
+            eprintln!("clock: wall time");
+            run(Criterion::default().configure_from_args(), Clock::Wall);
+        }
+        Ok("cpu") | Err(std::env::VarError::NotPresent) => {
+            eprintln!("clock: thread CPU time (BENCH_CLOCK=wall for wall time)");
+            run(
+                Criterion::default()
+                    .with_measurement(clock::ThreadCpuTime)
+                    .configure_from_args(),
+                Clock::ThreadCpu,
+            );
+        }
+        Ok(other) => panic!("BENCH_CLOCK={other:?}: expected `cpu` or `wall`"),
+        Err(e) => panic!("BENCH_CLOCK: {e}"),
+    }
+}
