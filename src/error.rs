@@ -1,14 +1,17 @@
-//! Stream errors (RFC 6120 §4.9).
+//! Stream errors (RFC 6120 §4.9) and stanza errors (RFC 6120 §8.3).
 //!
 //! [`StreamErrorCondition`] covers every defined condition of RFC 6120
 //! §4.9.3; [`StreamError`] is the whole `<stream:error/>` element with its
-//! optional `<text/>` and application-specific child, parsed from and
-//! serialized to a [`minidom::Element`].
+//! optional `<text/>` and application-specific child. [`StanzaError`] is the
+//! `<error/>` child of an error stanza, with [`StanzaErrorCondition`] (all of
+//! §8.3.3) and [`StanzaErrorType`]. All parse from and serialize to
+//! [`minidom::Element`].
 
 use std::fmt;
 use std::str::FromStr;
 
 use minidom::Element;
+use rxml::Namespace;
 
 use crate::ns;
 
@@ -135,7 +138,7 @@ pub struct StreamError {
     /// Optional descriptive text.
     pub text: Option<ErrorText>,
     /// Optional application-specific condition element.
-    pub application: Option<Element>,
+    pub application: Option<Box<Element>>,
 }
 
 impl StreamError {
@@ -196,7 +199,7 @@ impl StreamError {
                     }
                 }
             } else if out.application.is_none() {
-                out.application = Some(child.clone());
+                out.application = Some(Box::new(child.clone()));
             }
         }
         Ok(out)
@@ -220,7 +223,7 @@ impl StreamError {
             el.append_child(t);
         }
         if let Some(app) = &self.application {
-            el.append_child(app.clone());
+            el.append_child((**app).clone());
         }
         el
     }
@@ -228,10 +231,7 @@ impl StreamError {
 
 /// The attribute key of `xml:lang` for [`Element::set_attr`].
 pub(crate) fn xml_lang() -> (rxml::Namespace<'static>, rxml::NcName) {
-    (
-        rxml::Namespace::from_str(ns::XML),
-        rxml::NcName::try_from("lang").expect("`lang` is a valid NCName"),
-    )
+    (Namespace::from_str(ns::XML), ncname("lang"))
 }
 
 impl fmt::Display for StreamError {
@@ -274,6 +274,22 @@ mod tests {
     }
 
     #[test]
+    fn stanza_conditions_round_trip() {
+        assert_eq!(StanzaErrorCondition::ALL.len(), 22);
+        for &c in StanzaErrorCondition::ALL {
+            assert_eq!(c.name().parse::<StanzaErrorCondition>(), Ok(c));
+            let err = StanzaError::new(c).with_text("t");
+            let mut iq = Element::bare("iq", ns::JABBER_CLIENT);
+            iq.append_child(err.to_element(ns::JABBER_CLIENT));
+            assert_eq!(StanzaError::from_stanza(&iq), Some(err));
+        }
+        assert_eq!(
+            StanzaErrorCondition::ServiceUnavailable.default_type(),
+            StanzaErrorType::Cancel
+        );
+    }
+
+    #[test]
     fn legacy_and_unknown_names() {
         assert_eq!(
             "xml-not-well-formed".parse::<StreamErrorCondition>(),
@@ -281,4 +297,259 @@ mod tests {
         );
         assert!("invalid-id".parse::<StreamErrorCondition>().is_err());
     }
+}
+
+macro_rules! stanza_conditions {
+    ($( $(#[$doc:meta])* $variant:ident => ($name:literal, $default:ident), )*) => {
+        /// A defined stanza error condition (RFC 6120 §8.3.3).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum StanzaErrorCondition {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl StanzaErrorCondition {
+            /// Every condition, in the order of RFC 6120 §8.3.3.
+            pub const ALL: &'static [StanzaErrorCondition] = &[ $( StanzaErrorCondition::$variant, )* ];
+
+            /// The element name of the condition, e.g. `"service-unavailable"`.
+            pub fn name(self) -> &'static str {
+                match self { $( StanzaErrorCondition::$variant => $name, )* }
+            }
+
+            /// The error type RFC 6120 §8.3.3 suggests for the condition.
+            pub fn default_type(self) -> StanzaErrorType {
+                match self { $( StanzaErrorCondition::$variant => StanzaErrorType::$default, )* }
+            }
+        }
+
+        impl FromStr for StanzaErrorCondition {
+            type Err = UnknownCondition;
+            fn from_str(s: &str) -> Result<Self, UnknownCondition> {
+                match s {
+                    $( $name => Ok(StanzaErrorCondition::$variant), )*
+                    _ => Err(UnknownCondition(s.to_owned())),
+                }
+            }
+        }
+    };
+}
+
+stanza_conditions! {
+    /// Malformed or unprocessable request (§8.3.3.1).
+    BadRequest => ("bad-request", Modify),
+    /// A resource or session with that name already exists (§8.3.3.2).
+    Conflict => ("conflict", Cancel),
+    /// Recognized but not implemented (§8.3.3.3).
+    FeatureNotImplemented => ("feature-not-implemented", Cancel),
+    /// The requester lacks permission (§8.3.3.4).
+    Forbidden => ("forbidden", Auth),
+    /// The recipient is no longer at this address (§8.3.3.5).
+    Gone => ("gone", Cancel),
+    /// Internal failure (§8.3.3.6).
+    InternalServerError => ("internal-server-error", Cancel),
+    /// The addressed JID or item does not exist (§8.3.3.7).
+    ItemNotFound => ("item-not-found", Cancel),
+    /// The JID does not parse (§8.3.3.8).
+    JidMalformed => ("jid-malformed", Modify),
+    /// The request violates the recipient's criteria (§8.3.3.9).
+    NotAcceptable => ("not-acceptable", Modify),
+    /// Nobody may perform the action (§8.3.3.10).
+    NotAllowed => ("not-allowed", Cancel),
+    /// Authentication is needed first (§8.3.3.11).
+    NotAuthorized => ("not-authorized", Auth),
+    /// A local policy was violated (§8.3.3.12).
+    PolicyViolation => ("policy-violation", Modify),
+    /// The recipient is temporarily unavailable (§8.3.3.13).
+    RecipientUnavailable => ("recipient-unavailable", Wait),
+    /// Redirect to the URI in the condition's text (§8.3.3.14).
+    Redirect => ("redirect", Modify),
+    /// Registration is needed first (§8.3.3.15).
+    RegistrationRequired => ("registration-required", Auth),
+    /// The remote domain does not exist or cannot be reached (§8.3.3.16).
+    RemoteServerNotFound => ("remote-server-not-found", Cancel),
+    /// The remote server timed out (§8.3.3.17).
+    RemoteServerTimeout => ("remote-server-timeout", Wait),
+    /// The server is too busy (§8.3.3.18).
+    ResourceConstraint => ("resource-constraint", Wait),
+    /// The service is not offered (§8.3.3.19).
+    ServiceUnavailable => ("service-unavailable", Cancel),
+    /// A presence subscription is needed first (§8.3.3.20).
+    SubscriptionRequired => ("subscription-required", Auth),
+    /// No other condition applies (§8.3.3.21).
+    UndefinedCondition => ("undefined-condition", Cancel),
+    /// Out of order (§8.3.3.22).
+    UnexpectedRequest => ("unexpected-request", Wait),
+}
+
+impl fmt::Display for StanzaErrorCondition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `type` of a stanza error (RFC 6120 §8.3.2): what the sender may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StanzaErrorType {
+    /// Retry after providing credentials.
+    Auth,
+    /// Do not retry.
+    Cancel,
+    /// Proceed; the condition was only a warning.
+    Continue,
+    /// Retry after changing the data sent.
+    Modify,
+    /// Retry after waiting.
+    Wait,
+}
+
+impl StanzaErrorType {
+    /// The attribute value.
+    pub fn name(self) -> &'static str {
+        match self {
+            StanzaErrorType::Auth => "auth",
+            StanzaErrorType::Cancel => "cancel",
+            StanzaErrorType::Continue => "continue",
+            StanzaErrorType::Modify => "modify",
+            StanzaErrorType::Wait => "wait",
+        }
+    }
+
+    /// Parses the attribute value.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "auth" => StanzaErrorType::Auth,
+            "cancel" => StanzaErrorType::Cancel,
+            "continue" => StanzaErrorType::Continue,
+            "modify" => StanzaErrorType::Modify,
+            "wait" => StanzaErrorType::Wait,
+            _ => return None,
+        })
+    }
+}
+
+/// The `<error/>` child of a stanza of type `error` (RFC 6120 §8.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StanzaError {
+    /// What the sender may do.
+    pub error_type: StanzaErrorType,
+    /// The defined condition.
+    pub condition: StanzaErrorCondition,
+    /// Character data of the condition (`gone`, `redirect`: an XMPP URI).
+    pub condition_data: Option<String>,
+    /// The `by` attribute: the entity that generated the error.
+    pub by: Option<String>,
+    /// Optional descriptive text.
+    pub text: Option<ErrorText>,
+    /// Optional application-specific condition element.
+    pub application: Option<Box<Element>>,
+}
+
+impl StanzaError {
+    /// An error with the condition's default type.
+    pub fn new(condition: StanzaErrorCondition) -> Self {
+        Self {
+            error_type: condition.default_type(),
+            condition,
+            condition_data: None,
+            by: None,
+            text: None,
+            application: None,
+        }
+    }
+
+    /// Adds descriptive text (in English).
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(ErrorText {
+            lang: Some("en".to_owned()),
+            text: text.into(),
+        });
+        self
+    }
+
+    /// Parses the `<error/>` child of `stanza` (in its namespace).
+    /// Unknown or missing conditions read as `undefined-condition`, a
+    /// missing or unknown type as the condition's default type.
+    pub fn from_stanza(stanza: &Element) -> Option<Self> {
+        let el = stanza.get_child("error", stanza.ns().as_str())?;
+        let mut out = Self::new(StanzaErrorCondition::UndefinedCondition);
+        let mut have_condition = false;
+        for child in el.children() {
+            if child.ns() == ns::XMPP_STANZAS {
+                if child.name() == "text" {
+                    out.text = Some(ErrorText {
+                        lang: child.attr_ns(ns::XML, "lang").map(str::to_owned),
+                        text: child.text(),
+                    });
+                } else if !have_condition {
+                    have_condition = true;
+                    // RFC 3920's payment-required is read as undefined-condition.
+                    out.condition = child
+                        .name()
+                        .parse()
+                        .unwrap_or(StanzaErrorCondition::UndefinedCondition);
+                    let data = child.text();
+                    if !data.is_empty() {
+                        out.condition_data = Some(data);
+                    }
+                }
+            } else if out.application.is_none() {
+                out.application = Some(Box::new(child.clone()));
+            }
+        }
+        out.error_type = el
+            .attr("type")
+            .and_then(StanzaErrorType::from_name)
+            .unwrap_or(out.condition.default_type());
+        out.by = el.attr("by").map(str::to_owned);
+        Some(out)
+    }
+
+    /// Serializes to an `<error/>` element in `content_namespace`.
+    pub fn to_element(&self, content_namespace: &str) -> Element {
+        let mut el = Element::bare("error", content_namespace);
+        el.set_attr(Namespace::NONE, ncname("type"), self.error_type.name());
+        if let Some(by) = &self.by {
+            el.set_attr(Namespace::NONE, ncname("by"), by.clone());
+        }
+        let mut cond = Element::bare(self.condition.name(), ns::XMPP_STANZAS);
+        if let Some(data) = &self.condition_data {
+            cond.append_text(data.clone());
+        }
+        el.append_child(cond);
+        if let Some(text) = &self.text {
+            let mut t = Element::bare("text", ns::XMPP_STANZAS);
+            if let Some(lang) = &text.lang {
+                let (lang_ns, lang_name) = xml_lang();
+                t.set_attr(lang_ns, lang_name, lang.clone());
+            }
+            t.append_text(text.text.clone());
+            el.append_child(t);
+        }
+        if let Some(app) = &self.application {
+            el.append_child((**app).clone());
+        }
+        el
+    }
+}
+
+impl fmt::Display for StanzaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stanza error <{}/> ({})",
+            self.condition,
+            self.error_type.name()
+        )?;
+        if let Some(text) = &self.text {
+            write!(f, ": {}", text.text)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StanzaError {}
+
+/// An NCName from a literal known to be valid.
+pub(crate) fn ncname(name: &'static str) -> rxml::NcName {
+    rxml::NcName::try_from(name).expect("literal NCName")
 }

@@ -5,6 +5,12 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod jid;
 pub mod ns;
 pub mod rng;
+pub mod sasl;
+pub mod stanza;
+pub mod stream;
 pub mod xml;
+
+pub use jid::{BareJid, FullJid, Jid, JidError};

@@ -1,0 +1,3 @@
+# shellcheck shell=bash
+# placeholder, being written
+INTEROP_WORK="${INTEROP_WORK:-/tmp/xmpp-interop}"
