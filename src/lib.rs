@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod error;
 pub mod jid;
 pub mod ns;
 pub mod rng;
+pub mod router;
 pub mod sasl;
 pub mod stanza;
 pub mod stream;

@@ -1,0 +1,804 @@
+//! The client role of a client-to-server stream (RFC 6120, initiating
+//! entity): [`ClientConnection`].
+//!
+//! It negotiates in the order the server requires — STARTTLS, SASL, stream
+//! restart, resource binding, and the legacy session when the server marks
+//! it mandatory — and then carries stanzas both ways.
+//!
+//! ```
+//! use std::time::Instant;
+//! use xmpp_sansio::client::{ClientConfig, ClientConnection, ClientEvent};
+//! use xmpp_sansio::rng::SeededRng;
+//! use xmpp_sansio::stream::Output;
+//!
+//! let config = ClientConfig::new("juliet@example.com".parse()?, "secret");
+//! let mut conn = ClientConnection::new(config, SeededRng::from_seed([7; 32]), Instant::now());
+//! // The first output is our stream header, ready for the socket.
+//! let Some(Output::Transmit(bytes)) = conn.poll_output() else { panic!() };
+//! assert!(bytes.starts_with(b"<?xml version='1.0'?><stream:stream"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use minidom::Element;
+
+use crate::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
+use crate::jid::{BareJid, FullJid, Jid};
+use crate::ns;
+use crate::rng::SeededRng;
+use crate::sasl::{self, ClientSession, SaslCondition, TlsInfo, xml::SaslNonza};
+use crate::stanza::{IqType, Stanza};
+use crate::stream::{
+    CloseReason, Input, NS_PING, Negotiated, Outbox, Output, StreamFeatures, Timeouts, UsageError,
+};
+use crate::xml::{Frame, ReaderLimits, StreamHeader, StreamReader, StreamVersion, StreamWriter};
+
+/// How the client uses TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Negotiate STARTTLS and refuse to go on without it (the default).
+    StartTlsRequired,
+    /// The host connected with direct TLS (XEP-0368) before the first
+    /// byte; STARTTLS is not negotiated.
+    Direct(TlsInfo),
+    /// Use STARTTLS when offered, go on in plaintext otherwise. Insecure:
+    /// only for tests on loopback. PLAIN still needs
+    /// [`sasl::ClientConfig::allow_plain_without_tls`].
+    StartTlsOptional,
+    /// Never use TLS. Insecure: only for tests on loopback.
+    Plaintext,
+}
+
+/// Configuration of a [`ClientConnection`].
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The account: its domain is the server to talk to, its localpart the
+    /// SASL username.
+    pub jid: BareJid,
+    /// Resource to request at bind; `None` lets the server choose.
+    pub resource: Option<String>,
+    /// SASL settings (credentials, allowed mechanisms, iteration caps).
+    pub sasl: sasl::ClientConfig,
+    /// TLS policy.
+    pub tls: TlsMode,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Limits for what the server sends.
+    pub limits: ReaderLimits,
+    /// `xml:lang` of our stream header.
+    pub lang: Option<String>,
+}
+
+impl ClientConfig {
+    /// A client for `jid` with `password`: STARTTLS required, SCRAM
+    /// preferred (the strongest the server offers), server-chosen resource.
+    pub fn new(jid: BareJid, password: impl Into<String>) -> Self {
+        let username = jid.node().unwrap_or_default().to_owned();
+        ClientConfig {
+            jid,
+            resource: None,
+            sasl: sasl::ClientConfig::new(username, password),
+            tls: TlsMode::StartTlsRequired,
+            timeouts: Timeouts::default(),
+            limits: ReaderLimits::default(),
+            lang: Some("en".to_owned()),
+        }
+    }
+}
+
+/// Something the client tells its host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// The server accepted STARTTLS: after sending the bytes queued before
+    /// this event, the host runs the TLS handshake over the socket (feeding
+    /// it `buffered` first: bytes the server already sent after
+    /// `<proceed/>`), then calls
+    /// [`handle_input`](ClientConnection::handle_input) with
+    /// [`Input::TlsEstablished`].
+    StartTls {
+        /// Bytes received after `<proceed/>`: TLS records, untouched.
+        buffered: Bytes,
+    },
+    /// Negotiation is complete: stanzas may flow. `jid` is the bound full
+    /// JID, which the server may have chosen.
+    Online {
+        /// The bound JID.
+        jid: FullJid,
+    },
+    /// A stanza from the server.
+    Stanza(Stanza),
+    /// The connection ended; nothing more will happen.
+    Closed(CloseReason),
+}
+
+/// Where negotiation stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the server's stream header.
+    AwaitHeader,
+    /// Waiting for `<stream:features/>`.
+    AwaitFeatures,
+    /// Sent `<starttls/>`, waiting for `<proceed/>`.
+    AwaitProceed,
+    /// The host is running the TLS handshake.
+    AwaitTls,
+    /// SASL exchange under way.
+    Authenticating,
+    /// Sent the bind request.
+    Binding,
+    /// Sent the legacy session request.
+    Session,
+}
+
+/// The inspectable state of a [`ClientConnection`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientState {
+    /// Negotiating the stream.
+    Negotiating(Phase),
+    /// Ready for stanzas as `jid`.
+    Online {
+        /// The bound JID.
+        jid: FullJid,
+    },
+    /// We sent `</stream:stream>` and wait for the server's.
+    Closing,
+    /// Closed, for this reason (sticky).
+    Closed(CloseReason),
+}
+
+/// The client side of a c2s stream, from the first byte to the closing tag.
+#[derive(Debug)]
+pub struct ClientConnection {
+    config: ClientConfig,
+    rng: SeededRng,
+    reader: StreamReader,
+    writer: StreamWriter,
+    out: Outbox<ClientEvent>,
+    state: ClientState,
+    tls: TlsInfo,
+    negotiated: Negotiated,
+    features: StreamFeatures,
+    sasl: Option<ClientSession>,
+    /// Id of the bind or session request in flight.
+    request_id: String,
+    stream_id: Option<String>,
+    negotiation_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+    last_received: Instant,
+    last_sent: Instant,
+    /// The last dead-peer ping: its id and when it was sent.
+    probe: Option<(String, Instant)>,
+    /// The bound JID while the legacy session is being established.
+    bound: Option<FullJid>,
+}
+
+impl ClientConnection {
+    /// Starts a connection: queues our stream header at once.
+    pub fn new(config: ClientConfig, rng: SeededRng, now: Instant) -> Self {
+        let tls = match &config.tls {
+            TlsMode::Direct(info) => info.clone(),
+            _ => TlsInfo::plaintext(),
+        };
+        let negotiated = Negotiated {
+            tls: tls.is_encrypted(),
+            ..Negotiated::default()
+        };
+        let mut conn = ClientConnection {
+            reader: StreamReader::new(config.limits),
+            writer: StreamWriter::new(ns::JABBER_CLIENT),
+            out: Outbox::default(),
+            state: ClientState::Negotiating(Phase::AwaitHeader),
+            tls,
+            negotiated,
+            features: StreamFeatures::default(),
+            sasl: None,
+            request_id: String::new(),
+            stream_id: None,
+            negotiation_deadline: Some(now + config.timeouts.negotiation),
+            close_deadline: None,
+            last_received: now,
+            last_sent: now,
+            probe: None,
+            bound: None,
+            rng,
+            config,
+        };
+        conn.send_header(now);
+        conn
+    }
+
+    /// The state: negotiating (and where), online, closing, or closed and why.
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// The bound JID once online.
+    pub fn jid(&self) -> Option<&FullJid> {
+        match &self.state {
+            ClientState::Online { jid } => Some(jid),
+            _ => None,
+        }
+    }
+
+    /// The id of the current stream, as the server set it.
+    pub fn stream_id(&self) -> Option<&str> {
+        self.stream_id.as_deref()
+    }
+
+    /// What the TLS layer reported (plaintext until TLS is up).
+    pub fn tls(&self) -> &TlsInfo {
+        &self.tls
+    }
+
+    /// The features of the current stream, as the server offered them.
+    pub fn features(&self) -> &StreamFeatures {
+        &self.features
+    }
+
+    /// Hands input to the connection. Errors only for API misuse; problems
+    /// of the peer end the connection with a `Closed` event.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), UsageError> {
+        if matches!(self.state, ClientState::Closed(_)) {
+            return Ok(());
+        }
+        match input {
+            Input::Received(bytes) => {
+                self.last_received = now;
+                self.reader.feed(bytes);
+                self.process_frames(now);
+                Ok(())
+            }
+            Input::TlsEstablished(info) => {
+                if self.state != ClientState::Negotiating(Phase::AwaitTls) {
+                    return Err(UsageError::UnexpectedTls);
+                }
+                self.tls = info;
+                self.negotiated.tls = true;
+                self.state = ClientState::Negotiating(Phase::AwaitHeader);
+                self.send_header(now);
+                Ok(())
+            }
+            Input::Eof => {
+                let reason = if self.state == ClientState::Closing {
+                    CloseReason::Closed
+                } else {
+                    CloseReason::Eof
+                };
+                self.finish(reason);
+                Ok(())
+            }
+        }
+    }
+
+    /// The next output for the host, in order; `None` when there is nothing.
+    pub fn poll_output(&mut self) -> Option<Output<ClientEvent>> {
+        self.out.pop()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            ClientState::Closed(_) => None,
+            ClientState::Closing => self.close_deadline,
+            ClientState::Negotiating(_) => self.negotiation_deadline,
+            ClientState::Online { .. } => {
+                let t = &self.config.timeouts;
+                let keepalive = t.keepalive.map(|k| self.last_sent + k);
+                let dead_peer = t.dead_peer.map(|d| match self.unanswered_probe() {
+                    Some(sent) => sent + d,
+                    None => self.last_received + d,
+                });
+                [keepalive, dead_peer].into_iter().flatten().min()
+            }
+        }
+    }
+
+    /// Lets deadlines that have passed at `now` take effect.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state.clone() {
+            ClientState::Closed(_) => {}
+            ClientState::Closing => {
+                if self.close_deadline.is_some_and(|d| now >= d) {
+                    self.finish(CloseReason::CloseTimedOut);
+                }
+            }
+            ClientState::Negotiating(_) => {
+                if self.negotiation_deadline.is_some_and(|d| now >= d) {
+                    self.fail_with(
+                        StreamError::new(StreamErrorCondition::ConnectionTimeout)
+                            .with_text("stream negotiation timed out"),
+                        CloseReason::NegotiationTimeout,
+                    );
+                }
+            }
+            ClientState::Online { .. } => {
+                let t = self.config.timeouts;
+                if let Some(dead) = t.dead_peer {
+                    match self.unanswered_probe() {
+                        Some(sent) if now >= sent + dead => {
+                            self.fail_with(
+                                StreamError::new(StreamErrorCondition::ConnectionTimeout),
+                                CloseReason::PeerTimeout,
+                            );
+                            return;
+                        }
+                        Some(_) => {}
+                        None if now >= self.last_received + dead => self.send_probe(now),
+                        None => {}
+                    }
+                }
+                if let Some(k) = t.keepalive
+                    && now >= self.last_sent + k
+                {
+                    self.writer.write_whitespace(self.out.bytes());
+                    self.last_sent = now;
+                }
+            }
+        }
+    }
+
+    /// Sends a stanza. An iq, message or presence without `id` gets a
+    /// generated one; the id is returned so the host can match the reply.
+    pub fn send_stanza(&mut self, now: Instant, mut stanza: Stanza) -> Result<String, UsageError> {
+        match &self.state {
+            ClientState::Online { .. } => {}
+            ClientState::Negotiating(_) => return Err(UsageError::NotReady),
+            ClientState::Closing | ClientState::Closed(_) => return Err(UsageError::Closed),
+        }
+        let id = match stanza.id() {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = self.rng.token(16);
+                stanza.set_id(Some(&id));
+                id
+            }
+        };
+        self.writer
+            .write_element(stanza.element(), self.out.bytes())
+            .map_err(UsageError::Unwritable)?;
+        self.last_sent = now;
+        Ok(id)
+    }
+
+    /// Closes the stream: sends `</stream:stream>` and waits (up to
+    /// [`Timeouts::close`]) for the server's.
+    pub fn close(&mut self, now: Instant) {
+        match self.state {
+            ClientState::Closed(_) | ClientState::Closing => {}
+            _ => {
+                self.writer.write_close(self.out.bytes());
+                self.state = ClientState::Closing;
+                self.close_deadline = Some(now + self.config.timeouts.close);
+            }
+        }
+    }
+
+    fn send_header(&mut self, now: Instant) {
+        let header = StreamHeader {
+            to: Some(self.config.jid.domain().to_owned()),
+            // RFC 6120 §4.7.1: `from` only once the stream is encrypted.
+            from: self
+                .negotiated
+                .tls
+                .then(|| self.config.jid.as_str().to_owned()),
+            version: Some(StreamVersion::V1_0),
+            lang: self.config.lang.clone(),
+            content_namespace: Some(ns::JABBER_CLIENT.to_owned()),
+            stream_prefix: Some("stream".to_owned()),
+            ..StreamHeader::default()
+        };
+        self.writer.write_header(&header, self.out.bytes());
+        self.last_sent = now;
+    }
+
+    fn send(&mut self, element: &Element) {
+        // Elements built here are always writable.
+        if let Err(e) = self.writer.write_element(element, self.out.bytes()) {
+            debug_assert!(false, "unwritable internal element: {e}");
+        }
+    }
+
+    fn process_frames(&mut self, now: Instant) {
+        loop {
+            if matches!(
+                self.state,
+                ClientState::Closed(_) | ClientState::Negotiating(Phase::AwaitTls)
+            ) {
+                return;
+            }
+            match self.reader.next_frame() {
+                Ok(None) => return,
+                Ok(Some(frame)) => self.handle_frame(now, frame),
+                Err(e) => {
+                    let error = StreamError::new(e.condition()).with_text(e.to_string());
+                    self.fail_with(error.clone(), CloseReason::ProtocolViolation(error));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: Frame) {
+        match frame {
+            Frame::Whitespace => {}
+            Frame::StreamOpen(header) => self.handle_header(header),
+            Frame::StreamClose => {
+                if self.state != ClientState::Closing {
+                    self.writer.write_close(self.out.bytes());
+                }
+                self.finish(CloseReason::Closed);
+            }
+            Frame::Element(el) => {
+                if el.is("error", ns::STREAMS) {
+                    let error = StreamError::from_element(&el).unwrap_or_else(|_| {
+                        StreamError::new(StreamErrorCondition::UndefinedCondition)
+                    });
+                    if self.state != ClientState::Closing {
+                        self.writer.write_close(self.out.bytes());
+                    }
+                    self.finish(CloseReason::PeerStreamError(error));
+                    return;
+                }
+                match self.state.clone() {
+                    ClientState::Negotiating(phase) => self.handle_negotiation(now, phase, el),
+                    ClientState::Online { jid } => self.handle_online(now, &jid, el),
+                    // Stanzas after our close may still be processed (RFC 6120 §4.4).
+                    ClientState::Closing => {
+                        if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
+                            self.out.event(ClientEvent::Stanza(stanza));
+                        }
+                    }
+                    ClientState::Closed(_) => {}
+                }
+            }
+        }
+    }
+
+    fn handle_header(&mut self, header: StreamHeader) {
+        if self.state != ClientState::Negotiating(Phase::AwaitHeader) {
+            self.violation(StreamErrorCondition::BadFormat, "unexpected stream header");
+            return;
+        }
+        if header.content_namespace.as_deref() != Some(ns::JABBER_CLIENT) {
+            self.violation(
+                StreamErrorCondition::InvalidNamespace,
+                "content namespace is not jabber:client",
+            );
+            return;
+        }
+        if header.version.is_none_or(|v| v.major != 1) {
+            self.violation(
+                StreamErrorCondition::UnsupportedVersion,
+                "XMPP 1.0 streams only",
+            );
+            return;
+        }
+        self.stream_id = header.id;
+        self.state = ClientState::Negotiating(Phase::AwaitFeatures);
+    }
+
+    fn handle_negotiation(&mut self, now: Instant, phase: Phase, el: Element) {
+        match phase {
+            Phase::AwaitFeatures if el.is("features", ns::STREAMS) => {
+                match StreamFeatures::from_element(&el) {
+                    Ok(features) => {
+                        self.features = features;
+                        self.negotiate();
+                    }
+                    Err(error) => {
+                        self.fail_with(error.clone(), CloseReason::ProtocolViolation(error))
+                    }
+                }
+            }
+            Phase::AwaitProceed if el.is("proceed", ns::XMPP_TLS) => {
+                let buffered = self.reader.take_unparsed().freeze();
+                self.state = ClientState::Negotiating(Phase::AwaitTls);
+                self.out.event(ClientEvent::StartTls { buffered });
+            }
+            Phase::AwaitProceed if el.is("failure", ns::XMPP_TLS) => {
+                // The server closes the stream and the connection after this.
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::TlsRefused);
+            }
+            Phase::Authenticating if el.ns() == ns::XMPP_SASL => self.handle_sasl(now, &el),
+            Phase::Binding | Phase::Session if el.is("iq", ns::JABBER_CLIENT) => {
+                self.handle_bind_reply(now, phase, el)
+            }
+            _ => self.violation(
+                StreamErrorCondition::BadFormat,
+                &format!("unexpected <{}/> while negotiating", el.name()),
+            ),
+        }
+    }
+
+    /// Picks the next feature to negotiate: STARTTLS, then SASL, then bind.
+    fn negotiate(&mut self) {
+        if !self.negotiated.tls {
+            let offered = self.features.starttls.is_some();
+            let want = !matches!(self.config.tls, TlsMode::Plaintext);
+            if offered && want {
+                self.send(&Element::bare("starttls", ns::XMPP_TLS));
+                self.state = ClientState::Negotiating(Phase::AwaitProceed);
+                return;
+            }
+            if self.config.tls == TlsMode::StartTlsRequired {
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::PolicyRefused(
+                    "TLS is required but the server does not offer STARTTLS".to_owned(),
+                ));
+                return;
+            }
+            if self.features.starttls == Some(true) {
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::PolicyRefused(
+                    "the server requires STARTTLS but TLS is disabled".to_owned(),
+                ));
+                return;
+            }
+        }
+        if !self.negotiated.authenticated {
+            let Some(offer) = self.features.sasl.clone() else {
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::AuthenticationFailed {
+                    condition: SaslCondition::InvalidMechanism,
+                    detail: "the server offers no SASL mechanism".to_owned(),
+                });
+                return;
+            };
+            match ClientSession::start(&self.config.sasl, &offer, &self.tls, &mut self.rng) {
+                Ok((session, initial)) => {
+                    let auth = SaslNonza::Auth {
+                        mechanism: session.mechanism().name().to_owned(),
+                        initial_response: Some(initial),
+                    };
+                    self.sasl = Some(session);
+                    self.send(&auth.to_element());
+                    self.state = ClientState::Negotiating(Phase::Authenticating);
+                }
+                Err(e) => {
+                    self.writer.write_close(self.out.bytes());
+                    self.finish(CloseReason::AuthenticationFailed {
+                        condition: e.condition(),
+                        detail: e.to_string(),
+                    });
+                }
+            }
+            return;
+        }
+        if self.features.bind {
+            self.request_id = self.rng.token(16);
+            let mut bind = Element::bare("bind", ns::XMPP_BIND);
+            if let Some(resource) = &self.config.resource {
+                let mut r = Element::bare("resource", ns::XMPP_BIND);
+                r.append_text(resource.clone());
+                bind.append_child(r);
+            }
+            let iq = Stanza::iq(IqType::Set, None, &self.request_id, bind);
+            self.send(iq.element());
+            self.state = ClientState::Negotiating(Phase::Binding);
+            return;
+        }
+        self.violation(
+            StreamErrorCondition::UnsupportedFeature,
+            "resource binding is not offered",
+        );
+    }
+
+    fn handle_sasl(&mut self, now: Instant, el: &Element) {
+        let nonza = match SaslNonza::from_element(el) {
+            Ok(n) => n,
+            Err(e) => {
+                self.violation(StreamErrorCondition::BadFormat, &e.to_string());
+                return;
+            }
+        };
+        let Some(session) = self.sasl.as_mut() else {
+            return;
+        };
+        match nonza {
+            SaslNonza::Challenge(data) => match session.step(&data) {
+                Ok(response) => self.send(&SaslNonza::Response(response).to_element()),
+                Err(e) => {
+                    // RFC 6120 §6.4.4: abort, then give up on this server.
+                    self.send(&SaslNonza::Abort.to_element());
+                    self.writer.write_close(self.out.bytes());
+                    self.finish(CloseReason::AuthenticationFailed {
+                        condition: e.condition(),
+                        detail: e.to_string(),
+                    });
+                }
+            },
+            SaslNonza::Success(data) => match session.finish(data.as_deref()) {
+                Ok(_) => {
+                    self.sasl = None;
+                    self.negotiated.authenticated = true;
+                    self.features = StreamFeatures::default();
+                    // RFC 6120 §6.4.6: restart; bytes already buffered belong
+                    // to the new stream.
+                    self.reader.reset();
+                    self.state = ClientState::Negotiating(Phase::AwaitHeader);
+                    self.send_header(now);
+                }
+                Err(e) => {
+                    self.writer.write_close(self.out.bytes());
+                    self.finish(CloseReason::AuthenticationFailed {
+                        condition: e.condition(),
+                        detail: format!("the server did not prove it knows the credentials: {e}"),
+                    });
+                }
+            },
+            SaslNonza::Failure { condition, text } => {
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::AuthenticationFailed {
+                    condition,
+                    detail: text.map(|t| t.text).unwrap_or_default(),
+                });
+            }
+            SaslNonza::Auth { .. } | SaslNonza::Response(_) | SaslNonza::Abort => {
+                self.violation(
+                    StreamErrorCondition::BadFormat,
+                    "client-only SASL element from the server",
+                );
+            }
+        }
+    }
+
+    fn handle_bind_reply(&mut self, now: Instant, phase: Phase, el: Element) {
+        let Ok(iq) = Stanza::from_element(el, ns::JABBER_CLIENT) else {
+            return;
+        };
+        if iq.id() != Some(self.request_id.as_str()) {
+            self.violation(
+                StreamErrorCondition::BadFormat,
+                "unexpected iq while binding",
+            );
+            return;
+        }
+        match iq.iq_type() {
+            Some(Ok(IqType::Result)) => {}
+            Some(Ok(IqType::Error)) => {
+                let error = iq
+                    .error()
+                    .unwrap_or_else(|| StanzaError::new(StanzaErrorCondition::UndefinedCondition));
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::BindFailed(error));
+                return;
+            }
+            _ => {
+                self.violation(StreamErrorCondition::BadFormat, "bad iq type in bind reply");
+                return;
+            }
+        }
+        let jid = if phase == Phase::Binding {
+            let text = iq
+                .element()
+                .get_child("bind", ns::XMPP_BIND)
+                .and_then(|b| b.get_child("jid", ns::XMPP_BIND))
+                .map(Element::text);
+            match text.as_deref().map(str::parse::<FullJid>) {
+                Some(Ok(jid))
+                    if jid.to_bare() == self.config.jid || self.config.jid.node().is_none() =>
+                {
+                    jid
+                }
+                _ => {
+                    self.violation(
+                        StreamErrorCondition::BadFormat,
+                        "bind result without a valid full JID of this account",
+                    );
+                    return;
+                }
+            }
+        } else {
+            match self.bound.take() {
+                Some(jid) => jid,
+                None => return,
+            }
+        };
+        // A mandatory legacy session (RFC 3921 §3) is established before
+        // going online; an optional one is skipped.
+        if phase == Phase::Binding && self.features.session == Some(false) {
+            self.request_id = self.rng.token(16);
+            let session = Element::bare("session", ns::XMPP_SESSION);
+            let domain: Jid = match self.config.jid.domain().parse() {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+            let iq = Stanza::iq(IqType::Set, Some(&domain), &self.request_id, session);
+            self.send(iq.element());
+            self.bound = Some(jid);
+            self.state = ClientState::Negotiating(Phase::Session);
+            return;
+        }
+        self.negotiation_deadline = None;
+        self.last_received = now;
+        self.state = ClientState::Online { jid: jid.clone() };
+        self.out.event(ClientEvent::Online { jid });
+    }
+
+    fn handle_online(&mut self, now: Instant, jid: &FullJid, el: Element) {
+        let stanza = match Stanza::from_element(el, ns::JABBER_CLIENT) {
+            Ok(s) => s,
+            Err(not) => {
+                self.violation(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    &format!("<{}/> in {}", not.0.name(), not.0.ns()),
+                );
+                return;
+            }
+        };
+        let from_server = stanza
+            .from()
+            .is_none_or(|f| f == jid.domain() || f == jid.to_bare().as_str());
+        if let Some(Ok(iq_type)) = stanza.iq_type() {
+            // The answer to our dead-peer probe is ours, not the host's.
+            if let Some((probe_id, _)) = &self.probe
+                && matches!(iq_type, IqType::Result | IqType::Error)
+                && stanza.id() == Some(probe_id.as_str())
+                && from_server
+            {
+                self.probe = None;
+                return;
+            }
+            // XEP-0199: answer pings so the server knows we are alive.
+            if iq_type == IqType::Get && stanza.iq_payload().is_some_and(|p| p.is("ping", NS_PING))
+            {
+                if let Some(reply) = stanza.iq_result(None) {
+                    self.send(reply.element());
+                    self.last_sent = now;
+                }
+                return;
+            }
+        }
+        self.out.event(ClientEvent::Stanza(stanza));
+    }
+
+    /// When the last probe was sent, if nothing has been received since.
+    fn unanswered_probe(&self) -> Option<Instant> {
+        self.probe
+            .as_ref()
+            .map(|(_, sent)| *sent)
+            .filter(|sent| self.last_received <= *sent)
+    }
+
+    fn send_probe(&mut self, now: Instant) {
+        let id = self.rng.token(16);
+        let domain: Option<Jid> = self.config.jid.domain().parse().ok();
+        let iq = Stanza::iq(
+            IqType::Get,
+            domain.as_ref(),
+            &id,
+            Element::bare("ping", NS_PING),
+        );
+        self.send(iq.element());
+        self.last_sent = now;
+        self.probe = Some((id, now));
+    }
+
+    /// The server broke the protocol: send a stream error, close.
+    fn violation(&mut self, condition: StreamErrorCondition, text: &str) {
+        let error = StreamError::new(condition).with_text(text);
+        self.fail_with(error.clone(), CloseReason::ProtocolViolation(error));
+    }
+
+    fn fail_with(&mut self, error: StreamError, reason: CloseReason) {
+        if !matches!(self.state, ClientState::Closing | ClientState::Closed(_)) {
+            self.send(&error.to_element());
+            self.writer.write_close(self.out.bytes());
+        }
+        self.finish(reason);
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        if matches!(self.state, ClientState::Closed(_)) {
+            return;
+        }
+        self.state = ClientState::Closed(reason.clone());
+        self.sasl = None;
+        self.negotiation_deadline = None;
+        self.close_deadline = None;
+        self.out.event(ClientEvent::Closed(reason));
+    }
+}
