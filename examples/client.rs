@@ -142,13 +142,15 @@ impl App {
                     None => conn.jid().ok_or("not bound")?.domain().parse()?,
                 };
                 let query = Element::bare("query", "http://jabber.org/protocol/disco#info");
-                let id = conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "disco1", query))?;
+                let id =
+                    conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "disco1", query))?;
                 self.pending_iq = Some((id, now));
             }
             Command::Ping => {
                 let target: Jid = conn.jid().ok_or("not bound")?.domain().parse()?;
                 let ping = Element::bare("ping", "urn:xmpp:ping");
-                let id = conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "ping1", ping))?;
+                let id =
+                    conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "ping1", ping))?;
                 self.pending_iq = Some((id, now));
             }
         }
@@ -164,14 +166,21 @@ impl App {
             }
             match self.command {
                 Command::Disco { .. } => print_disco(stanza),
-                Command::Ping => println!("pong from {} in {:?}", stanza.from().unwrap_or("server"), now - *sent),
+                Command::Ping => println!(
+                    "pong from {} in {:?}",
+                    stanza.from().unwrap_or("server"),
+                    now - *sent
+                ),
                 _ => {}
             }
             self.done = true;
             return Ok(());
         }
         if let Command::Listen { count } = self.command {
-            if stanza.message_type().is_some_and(|t| t != MessageType::Error) {
+            if stanza
+                .message_type()
+                .is_some_and(|t| t != MessageType::Error)
+            {
                 let body = stanza
                     .element()
                     .get_child("body", "jabber:client")
@@ -216,8 +225,10 @@ fn print_disco(stanza: &Stanza) {
 }
 
 fn tls_connector(args: &Args) -> Result<tokio_rustls::TlsConnector, BoxError> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?;
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?;
     let config = if args.insecure {
         builder
             .dangerous()
@@ -253,7 +264,10 @@ async fn upgrade(
         .await
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     let (_, conn) = tls.get_ref();
-    let end_entity = conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+    let end_entity = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
     let info = common::tls_info(conn, end_entity.as_deref());
     Ok((Transport::ClientTls(Box::new(tls)), info))
 }
@@ -310,10 +324,19 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
                 }
                 Output::Event(ClientEvent::Online { jid }) => {
-                    eprintln!("online as {jid}");
+                    match conn.authentication() {
+                        Some(auth) => eprintln!(
+                            "online as {jid} ({}, channel binding: {})",
+                            auth.mechanism.name(),
+                            auth.channel_binding.map_or("none", |c| c.name())
+                        ),
+                        None => eprintln!("online as {jid}"),
+                    }
                     app.online(&mut conn, Instant::now())?;
                 }
-                Output::Event(ClientEvent::Stanza(stanza)) => app.stanza(&stanza, Instant::now())?,
+                Output::Event(ClientEvent::Stanza(stanza)) => {
+                    app.stanza(&stanza, Instant::now())?
+                }
                 Output::Event(ClientEvent::Closed(reason)) => {
                     let _ = transport.shutdown().await;
                     return match reason {
@@ -388,7 +411,12 @@ mod insecure {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn verify_tls13_signature(
@@ -397,7 +425,12 @@ mod insecure {
             cert: &CertificateDer<'_>,
             dss: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
         }
 
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

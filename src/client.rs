@@ -172,6 +172,8 @@ pub struct ClientConnection {
     probe: Option<(String, Instant)>,
     /// The bound JID while the legacy session is being established.
     bound: Option<FullJid>,
+    /// How SASL succeeded.
+    authenticated: Option<sasl::Authenticated>,
 }
 
 impl ClientConnection {
@@ -202,6 +204,7 @@ impl ClientConnection {
             last_sent: now,
             probe: None,
             bound: None,
+            authenticated: None,
             rng,
             config,
         };
@@ -230,6 +233,12 @@ impl ClientConnection {
     /// What the TLS layer reported (plaintext until TLS is up).
     pub fn tls(&self) -> &TlsInfo {
         &self.tls
+    }
+
+    /// The SASL mechanism (and channel binding) that authenticated this
+    /// stream, once it has.
+    pub fn authentication(&self) -> Option<&sasl::Authenticated> {
+        self.authenticated.as_ref()
     }
 
     /// The features of the current stream, as the server offered them.
@@ -611,7 +620,8 @@ impl ClientConnection {
                 }
             },
             SaslNonza::Success(data) => match session.finish(data.as_deref()) {
-                Ok(_) => {
+                Ok(authenticated) => {
+                    self.authenticated = Some(authenticated);
                     self.sasl = None;
                     self.negotiated.authenticated = true;
                     self.features = StreamFeatures::default();

@@ -628,8 +628,10 @@ fn mismatching_channel_binding_fails() {
 fn client_binding_type_unavailable_on_server() {
     let client_tls = tls13(&[(ChannelBindingType::TlsServerEndPoint, &[1; 32])]);
     let server_tls = tls13(&[(ChannelBindingType::TlsExporter, &[1; 32])]);
-    // The client saw no XEP-0440 list, so it guesses tls-server-end-point.
-    let features = SaslFeatures::new(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+    // The client saw a (stale or forged) XEP-0440 list naming
+    // tls-server-end-point, which this server cannot compute.
+    let features = SaslFeatures::new(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+        .with_channel_binding_types(["tls-server-end-point"]);
     let out = exchange_with(
         &juliet(),
         &features,
@@ -643,6 +645,45 @@ fn client_binding_type_unavailable_on_server() {
         out.server_error().kind,
         ErrorKind::ChannelBindingUnsupported
     );
+}
+
+#[test]
+fn client_does_not_guess_binding_types_without_xep_0440() {
+    // The server offers -PLUS without saying which types: RFC 5802's default
+    // is tls-unique, which a TLS 1.3 client cannot use. The client must not
+    // guess tls-exporter, and must send "n" (not "y": the server did offer
+    // -PLUS), so a server checking for downgrades still accepts it.
+    let mut config = server_config();
+    config.advertise_channel_binding_types = false;
+    let tls = tls13(&[(ChannelBindingType::TlsExporter, &[1; 32])]);
+    let features = config.offered(&tls);
+    assert!(features.offers_plus() && features.channel_binding_types.is_none());
+    let out = exchange_with(&juliet(), &features, &tls, &config, &tls, &lookup, &|r| r);
+    let auth = out.client.clone().unwrap();
+    assert!(!auth.mechanism.is_plus(), "{:?}", auth.mechanism);
+    assert_eq!(auth.channel_binding, None);
+    assert!(matches!(out.server, ServerStep::Success { .. }));
+    // With tls-unique available (TLS 1.2) the default type is used.
+    let tls12 = TlsInfo::encrypted(
+        TlsVersion::Tls12OrOlder,
+        vec![ChannelBinding::new(
+            ChannelBindingType::TlsUnique,
+            vec![3; 12],
+        )],
+    );
+    let features = config.offered(&tls12);
+    let out = exchange_with(
+        &juliet(),
+        &features,
+        &tls12,
+        &config,
+        &tls12,
+        &lookup,
+        &|r| r,
+    );
+    let auth = out.client.clone().unwrap();
+    assert!(auth.mechanism.is_plus(), "{:?}", auth.mechanism);
+    assert_eq!(auth.channel_binding, Some(ChannelBindingType::TlsUnique));
 }
 
 #[test]

@@ -140,12 +140,18 @@ fn select(
     features: &SaslFeatures,
     tls: &TlsInfo,
 ) -> Result<Plan, SaslError> {
-    // Binding types both sides can use. Without XEP-0440 we can only guess;
-    // the client's preference order then decides.
+    // Binding types both sides can use. Without XEP-0440 the only type the
+    // server is known to support is RFC 5802's default, `tls-unique`:
+    // guessing another one fails against servers that offer -PLUS with
+    // tls-unique only (ejabberd 23.01 does, even on TLS 1.3).
     let usable: Vec<ChannelBindingType> = tls
         .usable_binding_types()
         .into_iter()
-        .filter(|t| features.advertises_binding(*t) != Some(false))
+        .filter(|t| {
+            features
+                .advertises_binding(*t)
+                .unwrap_or(*t == ChannelBindingType::TlsUnique)
+        })
         .collect();
     let client_supports_cb =
         !tls.usable_binding_types().is_empty() && config.mechanisms.iter().any(|m| m.is_plus());

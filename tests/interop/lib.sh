@@ -95,20 +95,31 @@ _interop_wait_port() {
 #   $INTEROP_WORK/certs/localhost.pem  cert + key (ejabberd's certfiles format)
 interop_certs() {
     local d="$INTEROP_WORK/certs"
-    if [ -s "$d/localhost.pem" ] && [ -s "$d/localhost.crt" ] && [ -s "$d/localhost.key" ]; then
+    if [ -s "$d/ca.crt" ] && [ -s "$d/localhost.pem" ] && [ -s "$d/localhost.crt" ] && [ -s "$d/localhost.key" ]; then
         return 0
     fi
     mkdir -p "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
-        -subj "/CN=localhost" \
-        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$d/localhost.key" -out "$d/localhost.crt" >/dev/null 2>&1 || {
-        interop_log "openssl failed to create the self-signed certificate"
+    # A test CA and a leaf for localhost signed by it: strict verifiers
+    # (webpki/rustls) refuse a CA certificate used as the end entity, so the
+    # servers present the leaf and clients trust ca.crt.
+    {
+        openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -subj "/CN=xmpp-sansio interop test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$d/ca.key" -out "$d/ca.crt" &&
+            openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" \
+                -keyout "$d/localhost.key" -out "$d/localhost.csr" &&
+            printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$d/leaf.ext" &&
+            openssl x509 -req -in "$d/localhost.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+                -CAcreateserial -days 3650 -sha256 -extfile "$d/leaf.ext" -out "$d/localhost.crt"
+    } >/dev/null 2>&1 || {
+        interop_log "openssl failed to create the test certificates"
         return 1
     }
     cat "$d/localhost.crt" "$d/localhost.key" >"$d/localhost.pem"
-    chmod 644 "$d/localhost.crt"
-    chmod 600 "$d/localhost.key" "$d/localhost.pem"
+    chmod 644 "$d/localhost.crt" "$d/ca.crt"
+    chmod 600 "$d/localhost.key" "$d/localhost.pem" "$d/ca.key"
 }
 
 # --------------------------------------------------------------- install ---
@@ -452,5 +463,5 @@ interop_smoke() {
     shift
     timeout -k 5 60 "$INTEROP_WORK/venv/bin/python" "$INTEROP_DIR/smoke.py" \
         --jid-domain "$INTEROP_DOMAIN" --host 127.0.0.1 --port "$port" \
-        --cafile "$INTEROP_WORK/certs/localhost.crt" "$@"
+        --cafile "$INTEROP_WORK/certs/ca.crt" "$@"
 }
