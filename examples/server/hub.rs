@@ -1,0 +1,454 @@
+//! The example server's shared state: one actor task owns the [`Router`],
+//! the outboxes of all sessions and the last broadcast presence of each, and
+//! carries out the router's decisions. Connection tasks talk to it through
+//! one channel ([`HubMsg`]); it never awaits a connection, so one slow or
+//! broken client cannot stall the others.
+//!
+//! What the server answers itself ([`Decision::Server`]):
+//!
+//! | target | stanza | answer |
+//! |---|---|---|
+//! | the domain | iq get disco#info (no node) | identity `server/im`, features [`SERVER_FEATURES`] |
+//! | the domain | iq get disco#info with a node | `item-not-found` |
+//! | the domain, the own account, or no `to` | iq get XEP-0199 ping | empty result |
+//! | the own account or no `to` | iq get `jabber:iq:roster` | empty `<query/>` (RFC 6121 §2.1.3: no contacts yet) |
+//! | the own account or no `to` | iq set `jabber:iq:roster` | `feature-not-implemented`: rosters are not stored yet |
+//! | an existing account's bare JID | iq get disco#info (no node) | identity `account/registered` |
+//! | anything | other iq get/set | `service-unavailable` |
+//! | anything | iq result/error, message | ignored |
+//! | an account | subscription presence, probe | ignored (no rosters yet) |
+//! | — (presence without `to`) | available / unavailable | [`Router::set_presence`], then sent to each available resource of the user (the sender included); a newly available resource gets the others' last presence |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use minidom::Element;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
+use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Decision, LocalTarget, Router, SessionId};
+use xmpp_sansio::stanza::{IqType, PresenceType, Stanza, StanzaKind};
+use xmpp_sansio::stream::NS_PING;
+use xmpp_sansio::{BareJid, FullJid, ns};
+
+use crate::store::Store;
+
+/// disco#info namespace.
+pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+/// Roster namespace (RFC 6121 §2).
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+/// The features advertised on the domain: only what is implemented.
+pub const SERVER_FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_PING, NS_ROSTER, ns::XMPP_SESSION];
+/// Stanzas that may wait for one session before it counts as stuck.
+pub const OUTBOX_CAPACITY: usize = 4096;
+
+/// A message to the hub.
+pub enum HubMsg {
+    /// A new connection: where its stanzas go and how to close it.
+    Register {
+        id: SessionId,
+        outbox: mpsc::Sender<Stanza>,
+        control: watch::Sender<Option<StreamError>>,
+    },
+    /// The connection asks to bind `jid` (the answer is the router's).
+    Bind {
+        id: SessionId,
+        jid: FullJid,
+        reply: oneshot::Sender<BindOutcome>,
+    },
+    /// A stanza from a bound session (validated, `from` stamped).
+    Stanza { id: SessionId, stanza: Stanza },
+    /// The connection ended.
+    Gone { id: SessionId },
+    /// Close every session with `system-shutdown`.
+    Shutdown,
+}
+
+struct Session {
+    outbox: mpsc::Sender<Stanza>,
+    control: watch::Sender<Option<StreamError>>,
+}
+
+/// The actor's state.
+pub struct Hub {
+    domain: String,
+    router: Router,
+    policy: ConflictPolicy,
+    store: Arc<Store>,
+    sessions: HashMap<SessionId, Session>,
+    last_presence: HashMap<SessionId, Stanza>,
+    shutting_down: bool,
+}
+
+impl Hub {
+    pub fn new(domain: String, policy: ConflictPolicy, store: Arc<Store>) -> Hub {
+        Hub {
+            router: Router::new([domain.clone()]),
+            domain,
+            policy,
+            store,
+            sessions: HashMap::new(),
+            last_presence: HashMap::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<HubMsg>) {
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg);
+        }
+    }
+
+    fn handle(&mut self, msg: HubMsg) {
+        match msg {
+            HubMsg::Register {
+                id,
+                outbox,
+                control,
+            } => {
+                if self.shutting_down {
+                    let _ = control.send(Some(shutdown_error()));
+                }
+                self.sessions.insert(id, Session { outbox, control });
+            }
+            HubMsg::Bind { id, jid, reply } => {
+                let outcome = self.bind(id, jid);
+                let _ = reply.send(outcome);
+            }
+            HubMsg::Stanza { id, stanza } => self.route(id, stanza),
+            HubMsg::Gone { id } => self.gone(id),
+            HubMsg::Shutdown => {
+                self.shutting_down = true;
+                for session in self.sessions.values() {
+                    let _ = session.control.send(Some(shutdown_error()));
+                }
+            }
+        }
+    }
+
+    fn bind(&mut self, id: SessionId, jid: FullJid) -> BindOutcome {
+        if self.shutting_down {
+            return BindOutcome::Refused;
+        }
+        let holder = self
+            .router
+            .sessions_of(&jid.to_bare())
+            .find(|(_, j)| **j == jid)
+            .map(|(sid, _)| sid);
+        let holder_available = holder
+            .and_then(|sid| self.router.session(sid))
+            .is_some_and(|s| s.available);
+        let outcome = self.router.bind(id, jid.clone(), self.policy);
+        match &outcome {
+            BindOutcome::Bound => {
+                info!(session = id, %jid, sessions = self.router.session_count(), "bound");
+            }
+            BindOutcome::Refused => {
+                info!(session = id, %jid, "bind refused: resource in use (conflict)");
+            }
+            BindOutcome::Replaced { old } => {
+                info!(session = id, old_session = old, %jid, "bound, replacing the old session (conflict)");
+                self.last_presence.remove(old);
+                if let Some(old) = self.sessions.get(old) {
+                    let error = StreamError::new(StreamErrorCondition::Conflict)
+                        .with_text("replaced by a new session for the same resource");
+                    let _ = old.control.send(Some(error));
+                }
+                if holder_available {
+                    self.broadcast_unavailable(&jid, Some(id));
+                }
+            }
+            BindOutcome::AlreadyBound(jid) => {
+                warn!(session = id, %jid, "second bind on one stream");
+            }
+        }
+        outcome
+    }
+
+    fn gone(&mut self, id: SessionId) {
+        self.sessions.remove(&id);
+        self.last_presence.remove(&id);
+        let was = self
+            .router
+            .session(id)
+            .map(|s| (s.jid.clone(), s.available));
+        self.router.unbind(id);
+        if let Some((jid, available)) = was {
+            debug!(session = id, %jid, sessions = self.router.session_count(), "unbound");
+            if available {
+                self.broadcast_unavailable(&jid, None);
+            }
+        }
+    }
+
+    /// Tells the other available resources of `jid`'s user that `jid` went
+    /// offline (not `except`).
+    fn broadcast_unavailable(&mut self, jid: &FullJid, except: Option<SessionId>) {
+        let mut presence = Stanza::new(StanzaKind::Presence, ns::JABBER_CLIENT);
+        presence.set_attr("type", Some("unavailable"));
+        presence.set_from(Some(jid.as_str()));
+        let targets: Vec<SessionId> = self
+            .available_sessions(&jid.to_bare())
+            .into_iter()
+            .filter(|sid| Some(*sid) != except)
+            .collect();
+        for target in targets {
+            self.deliver(target, presence.clone());
+        }
+    }
+
+    fn available_sessions(&self, user: &BareJid) -> Vec<SessionId> {
+        self.router
+            .sessions_of(user)
+            .map(|(sid, _)| sid)
+            .filter(|sid| self.router.session(*sid).is_some_and(|s| s.available))
+            .collect()
+    }
+
+    fn route(&mut self, id: SessionId, stanza: Stanza) {
+        let Some(from) = self.router.session_jid(id).cloned() else {
+            // Replaced or already gone: its stanzas go nowhere.
+            debug!(session = id, "stanza from an unbound session dropped");
+            return;
+        };
+        let store = &self.store;
+        let domain = self.domain.as_str();
+        let exists = |user: &BareJid| {
+            user.domain() == domain
+                && user.node().is_some_and(|n| {
+                    store.exists(n).unwrap_or_else(|e| {
+                        warn!(error = %e, "account lookup failed");
+                        false
+                    })
+                })
+        };
+        let decision = self.router.route(&from, &stanza, &exists);
+        debug!(
+            session = id,
+            kind = stanza.kind().name(),
+            to = stanza.to(),
+            ?decision,
+            "route"
+        );
+        match decision {
+            Decision::Deliver(targets) => {
+                for target in targets {
+                    self.deliver(target, stanza.clone());
+                }
+            }
+            Decision::Server(target) => self.local(id, &from, stanza, target),
+            Decision::Bounce(error) => {
+                if let Some(reply) = stanza.error_reply(&error) {
+                    self.deliver(id, reply);
+                }
+            }
+            Decision::Drop(reason) => {
+                debug!(session = id, ?reason, "stanza dropped");
+            }
+            Decision::StoreOffline(user) => {
+                // Offline storage is not enabled on the router; never here.
+                warn!(session = id, %user, "no offline storage");
+                self.refuse(id, &stanza, StanzaErrorCondition::ServiceUnavailable);
+            }
+            Decision::Remote(domain) => {
+                debug!(session = id, %domain, "no federation: remote-server-not-found");
+                self.refuse(id, &stanza, StanzaErrorCondition::RemoteServerNotFound);
+            }
+        }
+    }
+
+    /// Bounces `stanza` to its sender, except errors and iq results (those
+    /// are never answered).
+    fn refuse(&mut self, id: SessionId, stanza: &Stanza, condition: StanzaErrorCondition) {
+        if stanza.iq_type() == Some(Ok(IqType::Result)) {
+            return;
+        }
+        if let Some(reply) = stanza.error_reply(&StanzaError::new(condition)) {
+            self.deliver(id, reply);
+        }
+    }
+
+    fn refuse_with_text(
+        &mut self,
+        id: SessionId,
+        stanza: &Stanza,
+        condition: StanzaErrorCondition,
+        text: &str,
+    ) {
+        if let Some(reply) = stanza.error_reply(&StanzaError::new(condition).with_text(text)) {
+            self.deliver(id, reply);
+        }
+    }
+
+    fn answer(&mut self, id: SessionId, stanza: &Stanza, payload: Option<Element>) {
+        if let Some(reply) = stanza.iq_result(payload) {
+            self.deliver(id, reply);
+        }
+    }
+
+    /// Queues `stanza` for session `target`. A session whose queue is full
+    /// is not reading: it is closed with `policy-violation` (the stanza is
+    /// lost), so it cannot hold the hub up.
+    fn deliver(&mut self, target: SessionId, stanza: Stanza) {
+        let Some(session) = self.sessions.get(&target) else {
+            return;
+        };
+        match session.outbox.try_send(stanza) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(
+                    session = target,
+                    "outbox full: the client does not read; closing it"
+                );
+                let error = StreamError::new(StreamErrorCondition::PolicyViolation)
+                    .with_text("too many stanzas waiting for this client");
+                let _ = session.control.send(Some(error));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn local(&mut self, id: SessionId, from: &FullJid, stanza: Stanza, target: LocalTarget) {
+        match target {
+            LocalTarget::Broadcast(user) => self.presence(id, &user, stanza),
+            LocalTarget::Domain(jid) => {
+                if jid.resource().is_some() {
+                    // No server resources exist.
+                    return self.unsupported(id, &stanza);
+                }
+                self.domain_iq(id, &stanza);
+            }
+            LocalTarget::Account(user) => self.account(id, from, &user, &stanza),
+        }
+    }
+
+    fn unsupported(&mut self, id: SessionId, stanza: &Stanza) {
+        if stanza
+            .iq_type()
+            .and_then(Result::ok)
+            .is_some_and(IqType::is_request)
+        {
+            self.refuse(id, stanza, StanzaErrorCondition::ServiceUnavailable);
+        }
+    }
+
+    fn domain_iq(&mut self, id: SessionId, stanza: &Stanza) {
+        let Some(Ok(iq_type)) = stanza.iq_type() else {
+            return; // messages and presence to the server: ignored
+        };
+        let Some(payload) = stanza.iq_payload() else {
+            return;
+        };
+        match iq_type {
+            IqType::Get if payload.is("query", NS_DISCO_INFO) => {
+                if payload.attr("node").is_some() {
+                    return self.refuse(id, stanza, StanzaErrorCondition::ItemNotFound);
+                }
+                let mut query = Element::bare("query", NS_DISCO_INFO);
+                query.append_child(
+                    Element::builder("identity", NS_DISCO_INFO)
+                        .attr(nc("category"), "server")
+                        .attr(nc("type"), "im")
+                        .attr(nc("name"), "xmpp-sansio example server")
+                        .build(),
+                );
+                for feature in SERVER_FEATURES {
+                    query.append_child(
+                        Element::builder("feature", NS_DISCO_INFO)
+                            .attr(nc("var"), feature)
+                            .build(),
+                    );
+                }
+                self.answer(id, stanza, Some(query));
+            }
+            IqType::Get if payload.is("ping", NS_PING) => self.answer(id, stanza, None),
+            _ => self.unsupported(id, stanza),
+        }
+    }
+
+    fn account(&mut self, id: SessionId, from: &FullJid, user: &BareJid, stanza: &Stanza) {
+        let own = *user == from.to_bare();
+        let Some(Ok(iq_type)) = stanza.iq_type() else {
+            // Subscription presences and probes need rosters: not yet.
+            debug!(session = id, %user, "presence for the account ignored (no rosters yet)");
+            return;
+        };
+        let Some(payload) = stanza.iq_payload() else {
+            return;
+        };
+        match iq_type {
+            IqType::Get if own && payload.is("query", NS_ROSTER) => {
+                self.answer(id, stanza, Some(Element::bare("query", NS_ROSTER)));
+            }
+            IqType::Set if own && payload.is("query", NS_ROSTER) => self.refuse_with_text(
+                id,
+                stanza,
+                StanzaErrorCondition::FeatureNotImplemented,
+                "rosters are not stored by this server yet",
+            ),
+            IqType::Get if own && payload.is("ping", NS_PING) => self.answer(id, stanza, None),
+            IqType::Get if payload.is("query", NS_DISCO_INFO) && payload.attr("node").is_none() => {
+                let mut query = Element::bare("query", NS_DISCO_INFO);
+                query.append_child(
+                    Element::builder("identity", NS_DISCO_INFO)
+                        .attr(nc("category"), "account")
+                        .attr(nc("type"), "registered")
+                        .build(),
+                );
+                query.append_child(
+                    Element::builder("feature", NS_DISCO_INFO)
+                        .attr(nc("var"), NS_DISCO_INFO)
+                        .build(),
+                );
+                self.answer(id, stanza, Some(query));
+            }
+            _ => self.unsupported(id, stanza),
+        }
+    }
+
+    fn presence(&mut self, id: SessionId, user: &BareJid, stanza: Stanza) {
+        let available = match stanza.presence_type() {
+            Some(Ok(PresenceType::Available)) => true,
+            Some(Ok(PresenceType::Unavailable)) => false,
+            _ => return,
+        };
+        let was_available = self.router.session(id).is_some_and(|s| s.available);
+        let priority = stanza.priority().unwrap_or(0);
+        self.router.set_presence(id, available, priority);
+        debug!(session = id, available, priority, "presence");
+        let mut targets = self.available_sessions(user);
+        if !targets.contains(&id) {
+            targets.push(id);
+        }
+        for target in targets {
+            self.deliver(target, stanza.clone());
+        }
+        if available {
+            self.last_presence.insert(id, stanza);
+            if !was_available {
+                // A newly available resource learns about the others.
+                let others: Vec<Stanza> = self
+                    .available_sessions(user)
+                    .into_iter()
+                    .filter(|sid| *sid != id)
+                    .filter_map(|sid| self.last_presence.get(&sid).cloned())
+                    .collect();
+                for p in others {
+                    self.deliver(id, p);
+                }
+            }
+        } else {
+            self.last_presence.remove(&id);
+        }
+    }
+}
+
+/// An attribute name (a literal, so always a valid NCName).
+fn nc(name: &'static str) -> minidom::rxml::NcName {
+    minidom::rxml::NcName::try_from(name).expect("literal NCName")
+}
+
+fn shutdown_error() -> StreamError {
+    StreamError::new(StreamErrorCondition::SystemShutdown).with_text("the server is shutting down")
+}
