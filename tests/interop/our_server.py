@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Interop test of OUR example server (examples/server.rs) with slixmpp.
+
+Logs in as alice and bob over STARTTLS (plaintext and direct TLS disabled),
+alice sends bob COUNT chat messages to his bare JID, which must arrive
+complete and in order; then disco#info on the domain (identity server/im,
+features disco#info and ping), XEP-0199 ping, an empty roster get and a
+roster set (expected to fail with feature-not-implemented: the server does
+not store rosters yet). Exits 0 on success, 1 with a "FAIL: ..." line,
+bounded by --timeout.
+
+    our_server.py --host 127.0.0.1 --port 35222 --domain localhost --cafile CRT \
+        [--alice alice:wonderland] [--bob bob:builder] [--count 100]
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from smoke import Failure, make_client
+
+NS_ROSTER = "jabber:iq:roster"
+
+
+async def wait_for(fut, seconds, what):
+    try:
+        return await asyncio.wait_for(fut, seconds)
+    except asyncio.TimeoutError:
+        raise Failure(f"timed out after {seconds}s waiting for {what}") from None
+
+
+async def run(args):
+    from slixmpp.exceptions import IqError
+
+    a_user, a_pass = args.alice.split(":", 1)
+    b_user, b_pass = args.bob.split(":", 1)
+    alice = make_client(f"{a_user}@{args.domain}/interop", a_pass,
+                        args.host, args.port, args.cafile, None)
+    bob = make_client(f"{b_user}@{args.domain}/interop", b_pass,
+                      args.host, args.port, args.cafile, None)
+    clients = (alice, bob)
+    loop = asyncio.get_event_loop()
+
+    # bob's own available presence comes back to him (RFC 6121 §4.2.2):
+    # once it has, the server routes messages for his bare JID to him.
+    bob_available = loop.create_future()
+
+    def on_bob_presence(pres):
+        if pres["from"] == bob.boundjid and pres["type"] in ("available", "") \
+                and not bob_available.done():
+            bob_available.set_result(True)
+
+    bob.add_event_handler("presence_available", on_bob_presence)
+
+    expected = [f"interop message {i}" for i in range(1, args.count + 1)]
+    received = []
+    all_received = loop.create_future()
+
+    def on_message(msg):
+        if msg["type"] not in ("chat", "normal"):
+            return
+        received.append((str(msg["from"]), msg["body"]))
+        if len(received) >= args.count and not all_received.done():
+            all_received.set_result(True)
+
+    bob.add_event_handler("message", on_message)
+    try:
+        for c in clients:
+            c.connect(host=args.host, port=args.port)
+        for c in clients:
+            await wait_for(c.state["session"], 20, f"{c.boundjid.bare} to log in")
+        print(f"ok: alice and bob logged in over STARTTLS "
+              f"(bound {alice.boundjid.full}, {bob.boundjid.full})")
+        await wait_for(bob_available, 10, "bob's own presence to come back")
+        print("ok: bob's available presence was reflected to him")
+
+        for body in expected:
+            alice.send_message(mto=f"{b_user}@{args.domain}", mbody=body, mtype="chat")
+        await wait_for(all_received, 30, f"{args.count} messages on bob")
+        bodies = [b for _, b in received]
+        if bodies != expected:
+            first_bad = next(i for i, (g, e) in enumerate(zip(bodies, expected)) if g != e) \
+                if len(bodies) == len(expected) else min(len(bodies), len(expected))
+            raise Failure(f"messages out of order or wrong: first difference at index "
+                          f"{first_bad}: got {bodies[first_bad:first_bad + 3]!r}")
+        senders = {f for f, _ in received}
+        if senders != {alice.boundjid.full}:
+            raise Failure(f"messages came from {senders}, expected {alice.boundjid.full}")
+        print(f"ok: bob received all {args.count} messages, complete and in order")
+
+        info = await alice.plugin["xep_0030"].get_info(jid=args.domain, timeout=10)
+        identities = {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+        features = set(info["disco_info"]["features"])
+        if ("server", "im") not in identities:
+            raise Failure(f"disco#info identities {identities} lack server/im")
+        for needed in ("http://jabber.org/protocol/disco#info", "urn:xmpp:ping"):
+            if needed not in features:
+                raise Failure(f"disco#info features {sorted(features)} lack {needed}")
+        print(f"ok: disco#info {args.domain}: identities={sorted(identities)} "
+              f"features={sorted(features)}")
+
+        rtt = await alice.plugin["xep_0199"].ping(jid=args.domain, timeout=10)
+        print(f"ok: ping {args.domain} rtt={rtt * 1000:.1f} ms")
+
+        iq = alice.make_iq_get(queryxmlns=NS_ROSTER)
+        result = await iq.send(timeout=10)
+        query = result.xml.find("{%s}query" % NS_ROSTER)
+        if result["type"] != "result" or query is None:
+            raise Failure(f"roster get: unexpected reply {result}")
+        if len(list(query)) != 0:
+            raise Failure(f"roster get: expected an empty roster, got {result}")
+        print("ok: roster get returned an empty roster")
+
+        iq = alice.make_iq_set()
+        q = iq.xml.makeelement("{%s}query" % NS_ROSTER, {})
+        q.append(q.makeelement("{%s}item" % NS_ROSTER, {"jid": f"{b_user}@{args.domain}"}))
+        iq.xml.append(q)
+        try:
+            await iq.send(timeout=10)
+            raise Failure("roster set succeeded, but the server stores no rosters")
+        except IqError as e:
+            condition = e.iq["error"]["condition"]
+            if condition != "feature-not-implemented":
+                raise Failure(f"roster set: expected feature-not-implemented, got {condition}")
+        print("ok: roster set refused with feature-not-implemented (not stored yet)")
+    finally:
+        for c in clients:
+            fut = c.state["session"]
+            if fut.done() and not fut.cancelled():
+                fut.exception()
+        waits = []
+        for c in clients:
+            c.del_event_handler("disconnected", c.state["on_disconnected"])
+            try:
+                waits.append(c.disconnect(wait=1))
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=2)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--domain", default="localhost")
+    p.add_argument("--cafile", help="trust this certificate (else no verification)")
+    p.add_argument("--alice", default="alice:wonderland", help="USER:PASSWORD")
+    p.add_argument("--bob", default="bob:builder", help="USER:PASSWORD")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(asyncio.wait_for(run(args), args.timeout))
+    except asyncio.TimeoutError:
+        print(f"FAIL: timed out after {args.timeout}s")
+        return 1
+    except Failure as e:
+        print(f"FAIL: {e}")
+        return 1
+    except Exception as e:  # noqa: BLE001 - report anything as a failure
+        print(f"FAIL: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        # Let slixmpp's background tasks finish before the loop goes away.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+    print("PASS: slixmpp against our server")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
