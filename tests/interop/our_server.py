@@ -6,7 +6,8 @@ alice sends bob COUNT chat messages to his bare JID, which must arrive
 complete and in order; then disco#info on the domain (identity server/im,
 features disco#info and ping), XEP-0199 ping, an empty roster get and a
 roster set (expected to fail with feature-not-implemented: the server does
-not store rosters yet). Exits 0 on success, 1 with a "FAIL: ..." line,
+not store rosters yet); finally a third login (alice, PLAIN over TLS).
+Exits 0 on success, 1 with a "FAIL: ..." line,
 bounded by --timeout.
 
     our_server.py --host 127.0.0.1 --port 35222 --domain localhost --cafile CRT \
@@ -124,6 +125,16 @@ async def run(args):
             if condition != "feature-not-implemented":
                 raise Failure(f"roster set: expected feature-not-implemented, got {condition}")
         print("ok: roster set refused with feature-not-implemented (not stored yet)")
+
+        # PLAIN (over TLS) verifies against the stored SCRAM-SHA-256 form.
+        plain = make_client(f"{a_user}@{args.domain}/plain", a_pass,
+                            args.host, args.port, args.cafile, None)
+        plain.plugin["feature_mechanisms"].use_mech = "PLAIN"
+        clients = (alice, bob, plain)
+        plain.connect(host=args.host, port=args.port)
+        await wait_for(plain.state["session"], 20, "a PLAIN login")
+        rtt = await plain.plugin["xep_0199"].ping(jid=args.domain, timeout=10)
+        print(f"ok: PLAIN login as {plain.boundjid.full}, ping rtt={rtt * 1000:.1f} ms")
     finally:
         for c in clients:
             fut = c.state["session"]
