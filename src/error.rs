@@ -178,21 +178,63 @@ impl StreamError {
         if !el.is("error", ns::STREAMS) {
             return Err(NotAStreamError);
         }
-        let mut out = Self::new(StreamErrorCondition::UndefinedCondition);
-        let mut have_condition = false;
+        let parts = ErrorChildren::read(el, ns::XMPP_STREAMS);
+        let out = StreamError {
+            condition: parts
+                .condition
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(StreamErrorCondition::UndefinedCondition),
+            condition_data: parts.condition_data,
+            text: parts.text,
+            application: parts.application,
+        };
+        Ok(out)
+    }
+
+    /// Serializes to a `<stream:error/>` element.
+    pub fn to_element(&self) -> Element {
+        let mut el = Element::bare("error", ns::STREAMS);
+        ErrorChildren::write(
+            &mut el,
+            ns::XMPP_STREAMS,
+            self.condition.name(),
+            &self.condition_data,
+            &self.text,
+            &self.application,
+        );
+        el
+    }
+}
+
+/// The children stream and stanza errors share (RFC 6120 §4.9.2, §8.3.2):
+/// a defined condition (the first element in the defined-conditions
+/// namespace other than `<text/>`), with optional character data; optional
+/// `<text/>` in that namespace; optional application-specific element in any
+/// other namespace.
+struct ErrorChildren {
+    condition: Option<String>,
+    condition_data: Option<String>,
+    text: Option<ErrorText>,
+    application: Option<Box<Element>>,
+}
+
+impl ErrorChildren {
+    fn read(el: &Element, defined_ns: &str) -> Self {
+        let mut out = ErrorChildren {
+            condition: None,
+            condition_data: None,
+            text: None,
+            application: None,
+        };
         for child in el.children() {
-            if child.ns() == ns::XMPP_STREAMS {
+            if child.ns() == defined_ns {
                 if child.name() == "text" {
                     out.text = Some(ErrorText {
                         lang: child.attr_ns(ns::XML, "lang").map(str::to_owned),
                         text: child.text(),
                     });
-                } else if !have_condition {
-                    have_condition = true;
-                    out.condition = child
-                        .name()
-                        .parse()
-                        .unwrap_or(StreamErrorCondition::UndefinedCondition);
+                } else if out.condition.is_none() {
+                    out.condition = Some(child.name().to_owned());
                     let data = child.text();
                     if !data.is_empty() {
                         out.condition_data = Some(data);
@@ -202,19 +244,24 @@ impl StreamError {
                 out.application = Some(Box::new(child.clone()));
             }
         }
-        Ok(out)
+        out
     }
 
-    /// Serializes to a `<stream:error/>` element.
-    pub fn to_element(&self) -> Element {
-        let mut el = Element::bare("error", ns::STREAMS);
-        let mut cond = Element::bare(self.condition.name(), ns::XMPP_STREAMS);
-        if let Some(data) = &self.condition_data {
+    fn write(
+        el: &mut Element,
+        defined_ns: &str,
+        condition: &str,
+        condition_data: &Option<String>,
+        text: &Option<ErrorText>,
+        application: &Option<Box<Element>>,
+    ) {
+        let mut cond = Element::bare(condition, defined_ns);
+        if let Some(data) = condition_data {
             cond.append_text(data.clone());
         }
         el.append_child(cond);
-        if let Some(text) = &self.text {
-            let mut t = Element::bare("text", ns::XMPP_STREAMS);
+        if let Some(text) = text {
+            let mut t = Element::bare("text", defined_ns);
             if let Some(lang) = &text.lang {
                 let (lang_ns, lang_name) = xml_lang();
                 t.set_attr(lang_ns, lang_name, lang.clone());
@@ -222,10 +269,9 @@ impl StreamError {
             t.append_text(text.text.clone());
             el.append_child(t);
         }
-        if let Some(app) = &self.application {
+        if let Some(app) = application {
             el.append_child((**app).clone());
         }
-        el
     }
 }
 
@@ -471,37 +517,24 @@ impl StanzaError {
     /// missing or unknown type as the condition's default type.
     pub fn from_stanza(stanza: &Element) -> Option<Self> {
         let el = stanza.get_child("error", stanza.ns().as_str())?;
-        let mut out = Self::new(StanzaErrorCondition::UndefinedCondition);
-        let mut have_condition = false;
-        for child in el.children() {
-            if child.ns() == ns::XMPP_STANZAS {
-                if child.name() == "text" {
-                    out.text = Some(ErrorText {
-                        lang: child.attr_ns(ns::XML, "lang").map(str::to_owned),
-                        text: child.text(),
-                    });
-                } else if !have_condition {
-                    have_condition = true;
-                    // RFC 3920's payment-required is read as undefined-condition.
-                    out.condition = child
-                        .name()
-                        .parse()
-                        .unwrap_or(StanzaErrorCondition::UndefinedCondition);
-                    let data = child.text();
-                    if !data.is_empty() {
-                        out.condition_data = Some(data);
-                    }
-                }
-            } else if out.application.is_none() {
-                out.application = Some(Box::new(child.clone()));
-            }
-        }
-        out.error_type = el
-            .attr("type")
-            .and_then(StanzaErrorType::from_name)
-            .unwrap_or(out.condition.default_type());
-        out.by = el.attr("by").map(str::to_owned);
-        Some(out)
+        let parts = ErrorChildren::read(el, ns::XMPP_STANZAS);
+        // RFC 3920's payment-required, like any unknown name, reads as
+        // undefined-condition.
+        let condition = parts
+            .condition
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(StanzaErrorCondition::UndefinedCondition);
+        Some(StanzaError {
+            error_type: el
+                .attr("type")
+                .and_then(StanzaErrorType::from_name)
+                .unwrap_or(condition.default_type()),
+            condition,
+            condition_data: parts.condition_data,
+            by: el.attr("by").map(str::to_owned),
+            text: parts.text,
+            application: parts.application,
+        })
     }
 
     /// Serializes to an `<error/>` element in `content_namespace`.
@@ -511,23 +544,14 @@ impl StanzaError {
         if let Some(by) = &self.by {
             el.set_attr(Namespace::NONE, ncname("by"), by.clone());
         }
-        let mut cond = Element::bare(self.condition.name(), ns::XMPP_STANZAS);
-        if let Some(data) = &self.condition_data {
-            cond.append_text(data.clone());
-        }
-        el.append_child(cond);
-        if let Some(text) = &self.text {
-            let mut t = Element::bare("text", ns::XMPP_STANZAS);
-            if let Some(lang) = &text.lang {
-                let (lang_ns, lang_name) = xml_lang();
-                t.set_attr(lang_ns, lang_name, lang.clone());
-            }
-            t.append_text(text.text.clone());
-            el.append_child(t);
-        }
-        if let Some(app) = &self.application {
-            el.append_child((**app).clone());
-        }
+        ErrorChildren::write(
+            &mut el,
+            ns::XMPP_STANZAS,
+            self.condition.name(),
+            &self.condition_data,
+            &self.text,
+            &self.application,
+        );
         el
     }
 }
