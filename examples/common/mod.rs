@@ -149,11 +149,17 @@ pub fn tls_info<D>(conn: &rustls::ConnectionCommon<D>, end_entity: Option<&[u8]>
         .export_keying_material(&mut exporter, b"EXPORTER-Channel-Binding", None)
         .is_ok()
     {
-        bindings.push(ChannelBinding::new(ChannelBindingType::TlsExporter, exporter.to_vec()));
+        bindings.push(ChannelBinding::new(
+            ChannelBindingType::TlsExporter,
+            exporter.to_vec(),
+        ));
     }
     if let Some(cert) = end_entity {
         let hash = ring_sha256(cert);
-        bindings.push(ChannelBinding::new(ChannelBindingType::TlsServerEndPoint, hash));
+        bindings.push(ChannelBinding::new(
+            ChannelBindingType::TlsServerEndPoint,
+            hash,
+        ));
     }
     TlsInfo::encrypted(version, bindings)
 }
@@ -164,7 +170,9 @@ fn ring_sha256(data: &[u8]) -> Vec<u8> {
 }
 
 /// Reads PEM certificates from a file.
-pub fn load_certs(path: &std::path::Path) -> io::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+pub fn load_certs(
+    path: &std::path::Path,
+) -> io::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::pem_file_iter(path)
         .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?
