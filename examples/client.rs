@@ -275,14 +275,24 @@ async fn upgrade(
 async fn run(args: Args) -> Result<(), BoxError> {
     let domain = args.jid.domain().to_owned();
     let host = args.host.clone().unwrap_or_else(|| domain.clone());
-    let addr = (host.as_str(), args.port)
+    let addrs: Vec<_> = (host.as_str(), args.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {host}"))?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .collect();
+    // Try every address in order (`localhost` may resolve to ::1 first while
+    // the server listens on 127.0.0.1 only).
+    let mut last_error = format!("no address for {host}");
+    let mut connected = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                connected = Some(tcp);
+                break;
+            }
+            Err(e) => last_error = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    let tcp = connected.ok_or(last_error)?;
     tcp.set_nodelay(true)?;
     let connector = tls_connector(&args)?;
 
