@@ -22,11 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use clap::{Parser, Subcommand};
 use minidom::Element;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{Prefixed, Transport};
+use common::Transport;
 use xmpp_sansio::client::{ClientConfig, ClientConnection, ClientEvent, TlsMode};
 use xmpp_sansio::stanza::{IqType, MessageType, Stanza, StanzaKind};
 use xmpp_sansio::stream::{CloseReason, Input, Output};
@@ -249,29 +248,6 @@ fn tls_connector(args: &Args) -> Result<tokio_rustls::TlsConnector, BoxError> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-async fn upgrade(
-    transport: Transport,
-    buffered: Vec<u8>,
-    connector: &tokio_rustls::TlsConnector,
-    domain: &str,
-) -> Result<(Transport, xmpp_sansio::sasl::TlsInfo), BoxError> {
-    let Transport::Plain(tcp) = transport else {
-        return Err("TLS is already up".into());
-    };
-    let name = ServerName::try_from(domain.to_owned())?;
-    let tls = connector
-        .connect(name, Prefixed::new(buffered, tcp))
-        .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let (_, conn) = tls.get_ref();
-    let end_entity = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
-    let info = common::tls_info(conn, end_entity.as_deref());
-    Ok((Transport::ClientTls(Box::new(tls)), info))
-}
-
 async fn run(args: Args) -> Result<(), BoxError> {
     let domain = args.jid.domain().to_owned();
     let host = args.host.clone().unwrap_or_else(|| domain.clone());
@@ -300,7 +276,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     config.resource = args.resource.clone();
     let mut transport = Transport::Plain(tcp);
     if args.direct_tls {
-        let (t, info) = upgrade(transport, Vec::new(), &connector, &domain).await?;
+        let (t, info) =
+            common::client_tls_upgrade(transport, Vec::new(), &connector, &domain).await?;
         transport = t;
         config.tls = TlsMode::Direct(info);
     }
@@ -326,7 +303,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 Output::Event(ClientEvent::StartTls { buffered }) => {
                     transport.flush().await?;
                     let t = std::mem::replace(&mut transport, Transport::Upgrading);
-                    let (t, info) = upgrade(t, buffered.to_vec(), &connector, &domain).await?;
+                    let (t, info) =
+                        common::client_tls_upgrade(t, buffered.to_vec(), &connector, &domain)
+                            .await?;
                     transport = t;
                     if args.verbose {
                         eprintln!("-- TLS established ({:?})", info.version);
@@ -376,15 +355,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     conn.handle_input(now, Input::Received(&buf[..n]))?;
                 }
             }
-            _ = sleep_until(deadline) => conn.handle_timeout(Instant::now()),
+            _ = common::sleep_until(deadline) => conn.handle_timeout(Instant::now()),
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -36,12 +36,11 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use minidom::Element;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore, watch};
 
-use common::{Prefixed, Transport};
+use common::Transport;
 use xmpp_sansio::client::{ClientConfig, ClientConnection, ClientEvent};
 use xmpp_sansio::stanza::{IqType, MessageType, Stanza, StanzaKind};
 use xmpp_sansio::stream::Input;
@@ -300,7 +299,13 @@ impl Session {
                     let target = target.ok_or("STARTTLS after login")?;
                     self.transport.flush().await?;
                     let t = std::mem::replace(&mut self.transport, Transport::Upgrading);
-                    let (t, info) = upgrade(t, buffered.to_vec(), target).await?;
+                    let (t, info) = common::client_tls_upgrade(
+                        t,
+                        buffered.to_vec(),
+                        &target.connector,
+                        &target.domain,
+                    )
+                    .await?;
                     self.transport = t;
                     self.conn
                         .handle_input(Instant::now(), Input::TlsEstablished(info))?;
@@ -334,7 +339,7 @@ impl Session {
                     Err(e) => return Err(format!("read failed: {e}").into()),
                 }
             }
-            _ = sleep_until(deadline) => self.conn.handle_timeout(Instant::now()),
+            _ = common::sleep_until(deadline) => self.conn.handle_timeout(Instant::now()),
         }
         Ok(())
     }
@@ -884,34 +889,4 @@ fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, Box
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-async fn upgrade(
-    transport: Transport,
-    buffered: Vec<u8>,
-    target: &Target,
-) -> Result<(Transport, xmpp_sansio::sasl::TlsInfo), BoxError> {
-    let Transport::Plain(tcp) = transport else {
-        return Err("TLS is already up".into());
-    };
-    let name = ServerName::try_from(target.domain.clone())?;
-    let tls = target
-        .connector
-        .connect(name, Prefixed::new(buffered, tcp))
-        .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let (_, conn) = tls.get_ref();
-    let end_entity = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec());
-    let info = common::tls_info(conn, end_entity.as_deref());
-    Ok((Transport::ClientTls(Box::new(tls)), info))
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
 }

@@ -484,7 +484,7 @@ async fn session(
                     }
                 }
             }
-            _ = sleep_until(deadline) => conn.handle_timeout(Instant::now()),
+            _ = common::sleep_until(deadline) => conn.handle_timeout(Instant::now()),
             Some(stanza) = outbox.recv() => {
                 let _ = conn.send_stanza(&stanza);
                 // Take what else is waiting, so it goes out in one write.
@@ -555,13 +555,6 @@ async fn timed(io: impl std::future::Future<Output = std::io::Result<()>>) -> Re
     match tokio::time::timeout(WRITE_TIMEOUT, io).await {
         Ok(result) => result.map_err(|e| format!("write failed: {e}").into()),
         Err(_) => Err("write timed out: the client does not read".into()),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
 

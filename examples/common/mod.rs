@@ -186,3 +186,38 @@ pub fn load_key(path: &std::path::Path) -> io::Result<rustls::pki_types::Private
     rustls::pki_types::PrivateKeyDer::from_pem_file(path)
         .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
 }
+
+/// Upgrades a plaintext transport to TLS as a client (after `<proceed/>`, or
+/// before the first byte for direct TLS), feeding `buffered` to TLS first.
+/// Returns the TLS transport and what SASL needs to know about it.
+pub async fn client_tls_upgrade(
+    transport: Transport,
+    buffered: Vec<u8>,
+    connector: &tokio_rustls::TlsConnector,
+    domain: &str,
+) -> io::Result<(Transport, TlsInfo)> {
+    let Transport::Plain(tcp) = transport else {
+        return Err(io::Error::other("TLS is already up"));
+    };
+    let name = rustls::pki_types::ServerName::try_from(domain.to_owned())
+        .map_err(|e| io::Error::other(format!("{domain}: {e}")))?;
+    let tls = connector
+        .connect(name, Prefixed::new(buffered, tcp))
+        .await
+        .map_err(|e| io::Error::other(format!("TLS handshake failed: {e}")))?;
+    let (_, conn) = tls.get_ref();
+    let end_entity = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec());
+    let info = tls_info(conn, end_entity.as_deref());
+    Ok((Transport::ClientTls(Box::new(tls)), info))
+}
+
+/// Sleeps until the connection's deadline, or forever when it has none.
+pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
