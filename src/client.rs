@@ -402,10 +402,22 @@ impl ClientConnection {
         self.last_sent = now;
     }
 
-    fn send(&mut self, element: &Element) {
-        // Elements built here are always writable.
-        if let Err(e) = self.writer.write_element(element, self.out.bytes()) {
-            debug_assert!(false, "unwritable internal element: {e}");
+    /// Writes an element the connection built itself. Only configured
+    /// values (e.g. a requested resource with a character XML forbids) can
+    /// make that fail; the connection then ends instead of sending garbage.
+    /// Returns whether it was sent (the caller stops otherwise).
+    #[must_use]
+    fn send(&mut self, element: &Element) -> bool {
+        match self.writer.write_element(element, self.out.bytes()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.writer.write_close(self.out.bytes());
+                self.finish(CloseReason::PolicyRefused(format!(
+                    "cannot send <{}/>: {e}",
+                    element.name()
+                )));
+                false
+            }
         }
     }
 
@@ -528,7 +540,9 @@ impl ClientConnection {
             let offered = self.features.starttls.is_some();
             let want = !matches!(self.config.tls, TlsMode::Plaintext);
             if offered && want {
-                self.send(&Element::bare("starttls", ns::XMPP_TLS));
+                if !self.send(&Element::bare("starttls", ns::XMPP_TLS)) {
+                    return;
+                }
                 self.state = ClientState::Negotiating(Phase::AwaitProceed);
                 return;
             }
@@ -563,7 +577,9 @@ impl ClientConnection {
                         initial_response: Some(initial),
                     };
                     self.sasl = Some(session);
-                    self.send(&auth.to_element());
+                    if !self.send(&auth.to_element()) {
+                        return;
+                    }
                     self.state = ClientState::Negotiating(Phase::Authenticating);
                 }
                 Err(e) => {
@@ -585,7 +601,9 @@ impl ClientConnection {
                 bind.append_child(r);
             }
             let iq = Stanza::iq(IqType::Set, None, &self.request_id, bind);
-            self.send(iq.element());
+            if !self.send(iq.element()) {
+                return;
+            }
             self.state = ClientState::Negotiating(Phase::Binding);
             return;
         }
@@ -608,10 +626,14 @@ impl ClientConnection {
         };
         match nonza {
             SaslNonza::Challenge(data) => match session.step(&data) {
-                Ok(response) => self.send(&SaslNonza::Response(response).to_element()),
+                Ok(response) => {
+                    let _sent = self.send(&SaslNonza::Response(response).to_element());
+                }
                 Err(e) => {
                     // RFC 6120 §6.4.4: abort, then give up on this server.
-                    self.send(&SaslNonza::Abort.to_element());
+                    if !self.send(&SaslNonza::Abort.to_element()) {
+                        return;
+                    }
                     self.writer.write_close(self.out.bytes());
                     self.finish(CloseReason::AuthenticationFailed {
                         condition: e.condition(),
@@ -717,7 +739,9 @@ impl ClientConnection {
                 Err(_) => return,
             };
             let iq = Stanza::iq(IqType::Set, Some(&domain), &self.request_id, session);
-            self.send(iq.element());
+            if !self.send(iq.element()) {
+                return;
+            }
             self.bound = Some(jid);
             self.state = ClientState::Negotiating(Phase::Session);
             return;
@@ -755,8 +779,9 @@ impl ClientConnection {
             // XEP-0199: answer pings so the server knows we are alive.
             if iq_type == IqType::Get && stanza.iq_payload().is_some_and(|p| p.is("ping", NS_PING))
             {
-                if let Some(reply) = stanza.iq_result(None) {
-                    self.send(reply.element());
+                if let Some(reply) = stanza.iq_result(None)
+                    && self.send(reply.element())
+                {
                     self.last_sent = now;
                 }
                 return;
@@ -782,9 +807,10 @@ impl ClientConnection {
             &id,
             Element::bare("ping", NS_PING),
         );
-        self.send(iq.element());
-        self.last_sent = now;
-        self.probe = Some((id, now));
+        if self.send(iq.element()) {
+            self.last_sent = now;
+            self.probe = Some((id, now));
+        }
     }
 
     /// The server broke the protocol: send a stream error, close.
@@ -795,7 +821,9 @@ impl ClientConnection {
 
     fn fail_with(&mut self, error: StreamError, reason: CloseReason) {
         if !matches!(self.state, ClientState::Closing | ClientState::Closed(_)) {
-            self.send(&error.to_element());
+            if !self.send(&error.to_element()) {
+                return;
+            }
             self.writer.write_close(self.out.bytes());
         }
         self.finish(reason);

@@ -1175,6 +1175,38 @@ fn usage_errors() {
 }
 
 #[test]
+fn unwritable_configured_resource_ends_the_connection() {
+    let mut c = plaintext_config();
+    c.resource = Some("bad\u{1}resource".into());
+    let now = Instant::now();
+    let mut client = ClientConnection::new(c, SeededRng::from_u64(1), now);
+    client
+        .handle_input(
+            now,
+            Input::Received(
+                format!(
+                    "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+                     <mechanism>PLAIN</mechanism></mechanisms></stream:features>\
+                     <success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>{HEADER}<stream:features>\
+                     <bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+                )
+                .as_bytes(),
+            ),
+        )
+        .unwrap();
+    let d = drain(&mut client);
+    assert!(matches!(closed_reason(&d), CloseReason::PolicyRefused(_)));
+    let sent = String::from_utf8(d.bytes).unwrap();
+    assert!(!sent.contains("<iq"), "nothing half-written: {sent}");
+    assert!(sent.ends_with("</stream:stream>"));
+    assert!(matches!(
+        client.state(),
+        ClientState::Closed(CloseReason::PolicyRefused(_))
+    ));
+    assert_eq!(client.poll_timeout(), None);
+}
+
+#[test]
 fn direct_tls_skips_starttls() {
     let mut c = config();
     c.tls = TlsMode::Direct(tls13());
