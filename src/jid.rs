@@ -25,11 +25,11 @@
 //! equivalent to the full profile for ASCII input (this is unit-tested against
 //! the slow path).
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
