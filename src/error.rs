@@ -127,6 +127,16 @@ pub struct ErrorText {
     pub text: String,
 }
 
+impl ErrorText {
+    /// Text in English (`xml:lang='en'`).
+    pub fn english(text: impl Into<String>) -> Self {
+        ErrorText {
+            lang: Some("en".to_owned()),
+            text: text.into(),
+        }
+    }
+}
+
 /// A `<stream:error/>` (RFC 6120 §4.9.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamError {
@@ -154,10 +164,7 @@ impl StreamError {
 
     /// Adds descriptive text (in English).
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(ErrorText {
-            lang: Some("en".to_owned()),
-            text: text.into(),
-        });
+        self.text = Some(ErrorText::english(text));
         self
     }
 
@@ -505,10 +512,7 @@ impl StanzaError {
 
     /// Adds descriptive text (in English).
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.text = Some(ErrorText {
-            lang: Some("en".to_owned()),
-            text: text.into(),
-        });
+        self.text = Some(ErrorText::english(text));
         self
     }
 

@@ -92,6 +92,18 @@ impl Mechanism {
         Mechanism::Anonymous,
     ];
 
+    /// The mechanisms that authenticate with a password, strongest first:
+    /// the default allow-list of both roles.
+    pub const PASSWORD: [Mechanism; 7] = [
+        Mechanism::ScramSha512Plus,
+        Mechanism::ScramSha256Plus,
+        Mechanism::ScramSha1Plus,
+        Mechanism::ScramSha512,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha1,
+        Mechanism::Plain,
+    ];
+
     /// The IANA mechanism name, e.g. `"SCRAM-SHA-256-PLUS"`.
     pub fn name(self) -> &'static str {
         match self {

@@ -71,15 +71,7 @@ impl ServerConfig {
         ServerConfig {
             domain: domain.into(),
             secret: secret.into(),
-            mechanisms: vec![
-                Mechanism::ScramSha512Plus,
-                Mechanism::ScramSha256Plus,
-                Mechanism::ScramSha1Plus,
-                Mechanism::ScramSha512,
-                Mechanism::ScramSha256,
-                Mechanism::ScramSha1,
-                Mechanism::Plain,
-            ],
+            mechanisms: Mechanism::PASSWORD.to_vec(),
             allow_plain_without_tls: false,
             allow_proxy_authz: false,
             unknown_user_iterations: Self::DEFAULT_ITERATIONS,
