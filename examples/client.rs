@@ -326,6 +326,18 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 Output::Event(ClientEvent::Stanza(stanza)) => {
                     app.stanza(&stanza, Instant::now())?
                 }
+                Output::Event(ClientEvent::Resumed { jid }) => eprintln!("resumed as {jid}"),
+                Output::Event(ClientEvent::Acknowledged(stanzas)) => {
+                    if args.verbose {
+                        eprintln!("-- server acknowledged {} stanza(s)", stanzas.len());
+                    }
+                }
+                Output::Event(ClientEvent::Unacknowledged(stanzas)) => {
+                    eprintln!(
+                        "warning: {} stanza(s) were sent but never acknowledged",
+                        stanzas.len()
+                    );
+                }
                 Output::Event(ClientEvent::Closed(reason)) => {
                     let _ = transport.shutdown().await;
                     return match reason {

@@ -77,6 +77,7 @@ pub mod rng;
 pub mod router;
 pub mod sasl;
 pub mod server;
+pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod xml;

@@ -19,8 +19,8 @@ use xmpp_sansio::sasl::{
     SaslFeatures, ScramHash, StoredCredentials, TlsInfo, TlsVersion,
 };
 use xmpp_sansio::server::{
-    Answer, BindAnswer, NegotiationStage, Request, RequestId, ServerConfig, ServerConnection,
-    ServerEvent, ServerState,
+    Answer, BindAnswer, DetachedSession, NegotiationStage, Request, RequestId, ServerConfig,
+    ServerConnection, ServerEvent, ServerState,
 };
 use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::stream::{CloseReason, Input, Negotiated, Output, Policy, UsageError};
@@ -148,6 +148,8 @@ struct Host {
     parser: OutParser,
     auto_answer: bool,
     bind: BindPolicy,
+    /// The answer to a resume request.
+    detached: Option<Box<DetachedSession>>,
 }
 
 impl Host {
@@ -163,6 +165,7 @@ impl Host {
             bind: Box::new(|_, r| BindAnswer::Bound {
                 resource: r.unwrap_or("generated").to_owned(),
             }),
+            detached: None,
         }
     }
 
@@ -219,6 +222,7 @@ impl Host {
                                 username,
                                 requested,
                             } => Answer::Bind((self.bind)(username, requested.as_deref())),
+                            Request::Resume { .. } => Answer::Resume(self.detached.take()),
                         };
                         self.conn.answer(self.now, id, answer).unwrap();
                     }
@@ -1272,7 +1276,7 @@ fn unknown_first_level_elements_are_unsupported_stanza_type() {
     for (setup, el) in [
         (0, "<foo xmlns='urn:example'/>"),
         (1, "<foo xmlns='urn:example'/>"),
-        (2, "<enable xmlns='urn:xmpp:sm:3'/>"),
+        (2, "<enabled xmlns='urn:xmpp:sm:3'/>"),
         (2, "<bogus/>"),
         (2, "<stream:features/>"),
         (0, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
@@ -1750,6 +1754,7 @@ fn two_hundred_sessions_exchange_messages() {
                             Request::Bind { requested, .. } => Answer::Bind(BindAnswer::Bound {
                                 resource: requested.unwrap(),
                             }),
+                            Request::Resume { .. } => Answer::Resume(None),
                         };
                         conn.answer(start, id, answer).unwrap();
                     }
