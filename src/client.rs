@@ -617,7 +617,17 @@ impl ClientConnection {
     #[must_use]
     fn send(&mut self, element: &Element) -> bool {
         match self.writer.write_element(element, self.out.bytes()) {
-            Ok(()) => true,
+            Ok(()) => {
+                // A stanza of our own (a ping answer, a probe) counts for
+                // stream management like the host's.
+                if let Some(sm) = self.sm.as_mut()
+                    && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
+                {
+                    sm.session
+                        .sent(self.last_received.max(self.last_sent), stanza);
+                }
+                true
+            }
             Err(e) => {
                 self.writer.write_close(self.out.bytes());
                 self.finish(CloseReason::PolicyRefused(format!(

@@ -939,12 +939,19 @@ impl ServerConnection {
         self.header_sent && self.writable()
     }
 
+    /// Writes an element the machine built. A stanza (an error reply, a
+    /// ping, a session result) counts for stream management like any other.
     fn write(&mut self, element: &Element) {
         if !self.writable() {
             return;
         }
         if self.writer.write_element(element, self.out.bytes()).is_ok() {
             self.last_sent = self.last_now;
+            if let Some(sm) = self.sm.as_mut()
+                && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
+            {
+                sm.session.sent(self.last_now, stanza);
+            }
         }
     }
 

@@ -676,3 +676,43 @@ fn client_refuses_bogus_acks_from_the_server() {
     // Not resumable after a protocol error: the stanza is reported.
     assert_eq!(p.unacknowledged(), ["0"]);
 }
+
+#[test]
+fn stanzas_the_machines_answer_themselves_count_on_both_sides() {
+    let mut p = online_pair();
+    // The server pings the client: the client answers by itself.
+    let ping = Stanza::iq(
+        IqType::Get,
+        Some(&"juliet@example.org/balcony".parse().unwrap()),
+        "p1",
+        minidom::Element::bare("ping", "urn:xmpp:ping"),
+    );
+    p.server.send_stanza(&ping).unwrap();
+    p.run();
+    // The client sends an iq the server rejects by itself (no payload).
+    let bogus: minidom::Element = "<iq xmlns='jabber:client' type='get' id='x'/>"
+        .parse()
+        .unwrap();
+    let bogus = Stanza::from_element(bogus, "jabber:client").unwrap();
+    p.client.send_stanza(p.now, bogus).unwrap();
+    p.run();
+    let (c, s) = (
+        p.client.stream_management().unwrap().clone(),
+        p.server.stream_management().unwrap().clone(),
+    );
+    // Two stanzas each way: ping + error reply; pong + bogus iq.
+    assert_eq!((c.outbound(), s.inbound()), (2, 2));
+    assert_eq!((s.outbound(), c.inbound()), (2, 2));
+    // Acks by time on both sides agree with what was sent.
+    p.now += Duration::from_secs(10);
+    p.client.handle_timeout(p.now);
+    p.server.handle_timeout(p.now);
+    p.run();
+    assert_eq!(p.client.stream_management().unwrap().unacked_len(), 0);
+    assert_eq!(p.server.stream_management().unwrap().unacked_len(), 0);
+    assert!(
+        !p.client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Closed(_)))
+    );
+}
