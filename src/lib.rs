@@ -48,7 +48,15 @@
 //!         }
 //!         Output::Event(ClientEvent::Online { jid }) => { /* ready: send stanzas */ }
 //!         Output::Event(ClientEvent::Stanza(stanza)) => { /* a message, presence or iq */ }
-//!         Output::Event(ClientEvent::Closed(reason)) => { /* done; state() keeps the reason */ }
+//!         // Stream management (XEP-0198): the server confirmed these stanzas …
+//!         Output::Event(ClientEvent::Acknowledged(stanzas)) => {}
+//!         // … or they were never confirmed and the session is over.
+//!         Output::Event(ClientEvent::Unacknowledged(stanzas)) => { /* resend or report */ }
+//!         Output::Event(ClientEvent::Resumed { jid }) => { /* a lost session goes on */ }
+//!         Output::Event(ClientEvent::Closed(reason)) => {
+//!             /* done; state() keeps the reason; after a lost connection,
+//!                conn.take_resumption() feeds ClientConnection::resume */
+//!         }
 //!     }
 //! }
 //! if let Some(deadline) = conn.poll_timeout() {
