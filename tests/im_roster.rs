@@ -607,3 +607,81 @@ fn store_errors_are_returned() {
         Err("read".to_owned())
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn nc(name: &'static str) -> rxml::NcName {
+        rxml::NcName::try_from(name).unwrap()
+    }
+
+    proptest! {
+        /// Any roster set query: never a panic; an accepted update has
+        /// distinct, non-empty groups within the limits and a name within
+        /// the limit.
+        #[test]
+        fn roster_set_validation_is_total(
+            items in prop::collection::vec(
+                (
+                    prop::option::of(prop_oneof![
+                        prop::sample::select(vec![
+                            "romeo@example.com", "example.net", "juliet@example.com",
+                            "a@b/c", "@x", "a@", "",
+                        ]).prop_map(str::to_owned),
+                        "\\PC{0,12}",
+                    ]),
+                    prop::option::of(prop_oneof!["[a-zé]{0,5}", "\\PC{0,12}"]),
+                    prop::option::of(prop::sample::select(vec!["none", "to", "from", "both", "remove", "x"])),
+                    prop::collection::vec(prop::sample::select(vec!["", "a", "b", "é", "ab"]), 0..4),
+                ),
+                0..3,
+            )
+        ) {
+            let mut query = Element::bare("query", NS_ROSTER);
+            for (jid, name, subscription, groups) in &items {
+                let mut item = Element::bare("item", NS_ROSTER);
+                if let Some(j) = jid {
+                    item.set_attr(rxml::Namespace::NONE, nc("jid"), j.clone());
+                }
+                if let Some(n) = name {
+                    item.set_attr(rxml::Namespace::NONE, nc("name"), n.clone());
+                }
+                if let Some(s) = subscription {
+                    item.set_attr(rxml::Namespace::NONE, nc("subscription"), *s);
+                }
+                for g in groups {
+                    let mut group = Element::bare("group", NS_ROSTER);
+                    group.append_text(*g);
+                    item.append_child(group);
+                }
+                query.append_child(item);
+            }
+            let limits = RosterLimits { max_name_bytes: 6, max_group_bytes: 2 };
+            match validate_roster_set(&bare(JULIET), &query, &limits) {
+                Ok(RosterSet::Update { jid, name, groups }) => {
+                    prop_assert_eq!(items.len(), 1);
+                    prop_assert_ne!(jid, bare(JULIET));
+                    prop_assert!(name.is_none_or(|n| !n.is_empty() && n.len() <= 6));
+                    for (i, g) in groups.iter().enumerate() {
+                        prop_assert!(!g.is_empty() && g.len() <= 2);
+                        prop_assert!(!groups[..i].contains(g));
+                    }
+                }
+                Ok(RosterSet::Remove(_)) => {
+                    prop_assert_eq!(items.len(), 1);
+                    prop_assert_eq!(items[0].2, Some("remove"));
+                }
+                Err(e) => {
+                    prop_assert!(matches!(
+                        e.condition,
+                        StanzaErrorCondition::BadRequest
+                            | StanzaErrorCondition::JidMalformed
+                            | StanzaErrorCondition::NotAllowed
+                            | StanzaErrorCondition::NotAcceptable
+                    ));
+                }
+            }
+        }
+    }
+}

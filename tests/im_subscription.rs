@@ -604,3 +604,81 @@ impl TapFrom for xmpp_sansio::stanza::Stanza {
         self
     }
 }
+
+// --- properties ------------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use im_common::roster_set;
+    use proptest::prelude::*;
+
+    /// What one of the two users does.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Send(SubscriptionStanza),
+        RemoveItem,
+        AddItem,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => prop::sample::select(SubscriptionStanza::ALL.to_vec()).prop_map(Op::Send),
+            1 => Just(Op::RemoveItem),
+            1 => Just(Op::AddItem),
+        ]
+    }
+
+    /// (subscription, pending out, pending in, approved) of `contact` in
+    /// `user`'s roster; an absent record is None.
+    fn view(w: &World, user: &str, contact: &str) -> (Subscription, bool, bool, bool) {
+        w.item(user, contact)
+            .map_or((Subscription::None, false, false, false), |i| {
+                (
+                    i.subscription,
+                    i.pending_out,
+                    i.pending_in.is_some(),
+                    i.approved,
+                )
+            })
+    }
+
+    proptest! {
+        /// Between two local users every stanza arrives, so the two
+        /// rosters always mirror each other (RFC 6121 §3): Juliet has "to"
+        /// exactly when Romeo has "from", Juliet is Pending Out exactly when
+        /// Romeo is Pending In, and the same the other way; every state is
+        /// one of Appendix A.1; `approved` is only set in None, None +
+        /// Pending Out or To; a record outside the roster is a bare
+        /// pending request.
+        #[test]
+        fn local_rosters_mirror_each_other(ops in prop::collection::vec((any::<bool>(), op()), 0..24)) {
+            let mut w = lovers();
+            for (by_juliet, op) in ops {
+                let (session, contact) = if by_juliet { (1, ROMEO) } else { (3, JULIET) };
+                match op {
+                    Op::Send(kind) => w.send(session, presence(Some(kind.name()), Some(contact))),
+                    Op::RemoveItem => w.send(session, roster_set("rm", &format!("<item jid='{contact}' subscription='remove'/>"))),
+                    Op::AddItem => w.send(session, roster_set("add", &format!("<item jid='{contact}'/>"))),
+                }
+                let j = view(&w, JULIET, ROMEO);
+                let r = view(&w, ROMEO, JULIET);
+                prop_assert_eq!(j.0.has_to(), r.0.has_from(), "{:?} {:?}", j, r);
+                prop_assert_eq!(j.0.has_from(), r.0.has_to(), "{:?} {:?}", j, r);
+                prop_assert_eq!(j.1, r.2, "{:?} {:?}", j, r);
+                prop_assert_eq!(j.2, r.1, "{:?} {:?}", j, r);
+                for (user, contact) in [(JULIET, ROMEO), (ROMEO, JULIET)] {
+                    if let Some(item) = w.item(user, contact) {
+                        prop_assert!(item.state().is_defined());
+                        if item.approved {
+                            prop_assert!(!item.subscription.has_from() && item.pending_in.is_none());
+                        }
+                        if !item.in_roster {
+                            prop_assert_eq!(item.state(), NI);
+                            prop_assert!(!item.approved);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
