@@ -34,9 +34,13 @@
 //! |---|---|
 //! | `Server(Broadcast(user))` (presence without `to`) | [`ImService::broadcast_presence`] (it calls [`Router::set_presence`](crate::router::Router::set_presence) itself) |
 //! | `Server(Account(user))`, iq with a `jabber:iq:roster` query | [`ImService::roster_iq`] |
-//! | `Server(Account(user))`, subscription presence (from a contact, local or remote) | [`ImService::inbound_subscription`] |
+//! | `Server(Account(user))`, subscription presence (from a local contact) | [`ImService::inbound_subscription`] |
 //! | `Server(Account(user))`, presence `probe` | [`ImService::inbound_probe`] |
 //! | `Server(Account(user))`, iq `result`/`error` (replies to roster pushes) | nothing |
+//!
+//! Subscription presences and probes that arrive from other domains (once
+//! there is federation) go to the same two calls, with the addressed local
+//! user.
 //!
 //! When a session ends, call [`ImService::session_ended`] **before**
 //! [`Router::unbind`](crate::router::Router::unbind): it broadcasts the

@@ -523,7 +523,7 @@ impl ImService {
     /// Presence without `to` from the local `session` (the router's
     /// `Server(Broadcast(user))`): initial presence, an update or
     /// `unavailable` (RFC 6121 §4.2, §4.4, §4.5; see
-    /// [`presence`](crate::im::presence) for who gets what). Records the
+    /// [`presence`] for who gets what). Records the
     /// session's availability and priority with [`Router::set_presence`].
     /// A `<priority/>` that is not an integer in −128..=127 →
     /// `bad-request`, nothing else changes. Other types, stanzas with `to`
