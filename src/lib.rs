@@ -20,6 +20,7 @@
 //! | [`client`] | [`client::ClientConnection`]: the initiating side of a c2s stream |
 //! | [`server`] | [`server::ServerConnection`]: the receiving side of a c2s stream |
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
+//! | [`im`] | rosters, presence subscriptions and presence for local users (RFC 6121 §2–§4, App. A) |
 //! | [`rng`] | the host-seeded random source |
 //!
 //! ## The host loop
@@ -79,6 +80,7 @@
 
 pub mod client;
 pub mod error;
+pub mod im;
 pub mod jid;
 pub mod ns;
 pub mod rng;
