@@ -20,6 +20,7 @@
 //! | [`client`] | [`client::ClientConnection`]: the initiating side of a c2s stream |
 //! | [`server`] | [`server::ServerConnection`]: the receiving side of a c2s stream |
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
+//! | [`im`] | IM logic around the router: blocking, disco and caps, offline messages, carbons |
 //! | [`rng`] | the host-seeded random source |
 //!
 //! ## The host loop
@@ -71,6 +72,7 @@
 
 pub mod client;
 pub mod error;
+pub mod im;
 pub mod jid;
 pub mod ns;
 pub mod rng;
