@@ -8,5 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`blocking`] | XEP-0191 Blocking Command: the blocklist, its iqs and pushes, and enforcement |
+//! | [`disco`] | XEP-0030 Service Discovery answers for the domain and for accounts, XEP-0115 caps |
 
 pub mod blocking;
+pub mod disco;
