@@ -86,7 +86,7 @@ fn condition(reply: &Stanza) -> StanzaErrorCondition {
 // --- §3.2 blocklist ----------------------------------------------------------
 
 #[test]
-fn blocklist_get_returns_items_xep_example_3() {
+fn blocklist_get_returns_items_xep_example_4() {
     let mut list: Blocklist = [jid("romeo@montague.net"), jid("iago@shakespeare.lit")]
         .into_iter()
         .collect();
@@ -97,7 +97,7 @@ fn blocklist_get_returns_items_xep_example_3() {
     let out = sessions
         .handle_iq(CHAMBER, &chamber(), &get, &mut list, no_presence())
         .unwrap();
-    // XEP-0191 Example 3, items in the list's (prepared string) order.
+    // XEP-0191 Example 4, items in the list's (prepared string) order.
     let expected = stanza(
         "<iq xmlns='jabber:client' type='result' id='blocklist1'>
            <blocklist xmlns='urn:xmpp:blocking'>
@@ -117,7 +117,7 @@ fn blocklist_get_returns_items_xep_example_3() {
 }
 
 #[test]
-fn empty_blocklist_is_an_empty_element_xep_example_4() {
+fn empty_blocklist_is_an_empty_element_xep_example_5() {
     let mut list = Blocklist::new();
     let get = stanza(
         "<iq xmlns='jabber:client' type='get' id='blocklist1'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
@@ -136,7 +136,7 @@ fn empty_blocklist_is_an_empty_element_xep_example_4() {
 // --- §3.3 block ----------------------------------------------------------------
 
 #[test]
-fn block_answers_result_and_pushes_to_interested_resources_xep_examples_5_to_7() {
+fn block_answers_result_and_pushes_to_interested_resources_xep_examples_6_to_8() {
     let mut list = Blocklist::new();
     let mut sessions = interested_sessions(&mut list);
     let block = stanza(
@@ -147,7 +147,7 @@ fn block_answers_result_and_pushes_to_interested_resources_xep_examples_5_to_7()
     let out = sessions
         .handle_iq(CHAMBER, &chamber(), &block, &mut list, no_presence())
         .unwrap();
-    // Example 6: an empty result (to the requester).
+    // Example 7: an empty result (to the requester).
     assert_eq!(
         out.reply,
         stanza(
@@ -159,7 +159,7 @@ fn block_answers_result_and_pushes_to_interested_resources_xep_examples_5_to_7()
         list.items().collect::<Vec<_>>(),
         vec![&jid("romeo@montague.net")]
     );
-    // Example 7: one push per interested resource (the requester too), not to the hall.
+    // Example 8: one push per interested resource (the requester too), not to the hall.
     let expected_payload =
         xml("<block xmlns='urn:xmpp:blocking'><item jid='romeo@montague.net'/></block>");
     let targets: Vec<SessionId> = out.pushes.iter().map(|(id, _)| *id).collect();
@@ -326,7 +326,7 @@ fn request_to_another_account_is_forbidden_own_bare_jid_is_fine() {
 // --- §3.4, §3.5 unblock ---------------------------------------------------------
 
 #[test]
-fn unblock_pushes_items_xep_examples_9_to_11() {
+fn unblock_pushes_items_xep_examples_10_to_12() {
     let mut list: Blocklist = [jid("romeo@montague.net"), jid("iago@shakespeare.lit")]
         .into_iter()
         .collect();
@@ -356,7 +356,7 @@ fn unblock_pushes_items_xep_examples_9_to_11() {
 }
 
 #[test]
-fn unblock_all_pushes_empty_unblock_xep_examples_12_to_14() {
+fn unblock_all_pushes_empty_unblock_xep_examples_13_to_15() {
     let mut list: Blocklist = [jid("romeo@montague.net"), jid("iago@shakespeare.lit")]
         .into_iter()
         .collect();
@@ -595,7 +595,7 @@ fn own_resources_are_never_blocked() {
 }
 
 #[test]
-fn outbound_to_blocked_jid_bounces_not_acceptable_with_blocked_xep_example_8() {
+fn outbound_to_blocked_jid_bounces_not_acceptable_with_blocked_xep_example_9() {
     let (juliet, list) = juliet_blocks_romeo();
     let message = stanza(
         "<message xmlns='jabber:client' from='juliet@capulet.com/balcony' to='romeo@montague.net'><body>Can you hear me now?</body></message>",
@@ -606,7 +606,7 @@ fn outbound_to_blocked_jid_bounces_not_acceptable_with_blocked_xep_example_8() {
         unreachable!()
     };
     let reply = message.error_reply(&error).unwrap();
-    // Example 8 (the 'to'/'from' of the example are swapped relative to
+    // Example 9 (the 'to'/'from' of the example are swapped relative to
     // RFC 6120 §8.3.1; the reply goes back to Juliet's resource).
     let expected = stanza(
         "<message xmlns='jabber:client' type='error' from='romeo@montague.net' to='juliet@capulet.com/balcony'>

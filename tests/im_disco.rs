@@ -563,7 +563,7 @@ fn resources() -> Vec<FullJid> {
 }
 
 #[test]
-fn account_info_for_owner_and_authorized_xep_0030_example_5() {
+fn account_info_for_owner_and_authorized_xep_0030_example_6() {
     let disco = server().with_account_features(["urn:xmpp:pep"]);
     let resources = resources();
     for requester in [Requester::Owner, Requester::Authorized] {
@@ -631,7 +631,8 @@ fn account_access_rules_section_8() {
             Ok(empty_node.clone())
         );
     }
-    // Allowed: identities, resources as items, unknown nodes item-not-found.
+    // Allowed: identities, resources as items (the XEP-0030 §4.3 example
+    // 'items2'), unknown nodes item-not-found.
     let account = AccountDisco {
         exists: true,
         requester: Requester::Authorized,

@@ -316,8 +316,8 @@ fn message_type_table_xep_0160_section_3() {
 // --- admission, limits ----------------------------------------------------------------
 
 #[test]
-fn stored_message_is_the_xep_0160_example_4() {
-    // Example 1 (the sender's message), stored and delivered as Example 4.
+fn stored_message_is_the_xep_0160_example_3() {
+    // Example 1 (the sender's message), stored and delivered as Example 3.
     let body = "\n    O blessed, blessed night! I am afeard.\n    Being in night, all this is but a dream,\n    Too flattering-sweet to be substantial.\n  ";
     let mut message = Stanza::new(xmpp_sansio::stanza::StanzaKind::Message, "jabber:client");
     message.set_from(Some("romeo@montague.net/orchard"));

@@ -13,8 +13,10 @@
 //! | [`disco`] | XEP-0030 Service Discovery answers for the domain and for accounts, XEP-0115 caps |
 //! | [`delay`] | XEP-0203 `<delay/>` and XEP-0082 UTC timestamps |
 //! | [`offline`] | XEP-0160 offline messages: what is stored, a bounded queue, delivery |
+//! | [`carbons`] | XEP-0280 Message Carbons: enable/disable per session, which copies go where |
 
 pub mod blocking;
+pub mod carbons;
 pub mod delay;
 pub mod disco;
 pub mod offline;
