@@ -1,6 +1,6 @@
 //! XEP-0191 Blocking Command (`src/im/blocking.rs`): the XEP's examples as
 //! vectors (§3.2 blocklist, §3.3 block + pushes + the `<blocked/>` error,
-//! §3.4 unblock, §3.5 unblock all), the §5 JID matching table, the
+//! §3.4 unblock, §3.5 unblock all), the §6 JID matching table, the
 //! enforcement tables, and the presence side effects of §3.3/§3.4.
 
 use minidom::{Element, Node};
@@ -425,10 +425,10 @@ fn request_elements_round_trip() {
     }
 }
 
-// --- §5 JID matching ----------------------------------------------------------------
+// --- §6 JID matching ----------------------------------------------------------------
 
 #[test]
-fn jid_matching_follows_xep_0191_section_5() {
+fn jid_matching_follows_xep_0191_section_6() {
     // (item, JID, matches)
     let table = [
         // 1. user@domain/resource: only that resource
@@ -575,7 +575,7 @@ fn inbound_from_blocked_jid_table() {
 
 #[test]
 fn own_resources_are_never_blocked() {
-    // XEP-0191 §4 note: never block one resource of a user from another.
+    // XEP-0191 §5 note: never block one resource of a user from another.
     let juliet = bare("juliet@capulet.com");
     let list: Blocklist = [jid("capulet.com"), jid("juliet@capulet.com")]
         .into_iter()

@@ -553,7 +553,7 @@ fn domain_extension_forms_are_served() {
     );
 }
 
-// --- the server: accounts (XEP-0030 §3.1, §4.3, §8) -----------------------------------
+// --- the server: accounts (XEP-0030 §3.1, §4.1, §8) -----------------------------------
 
 fn resources() -> Vec<FullJid> {
     vec![
@@ -631,7 +631,7 @@ fn account_access_rules_section_8() {
             Ok(empty_node.clone())
         );
     }
-    // Allowed: identities, resources as items (the XEP-0030 §4.3 example
+    // Allowed: identities, resources as items (the XEP-0030 §4.1 example
     // 'items2'), unknown nodes item-not-found.
     let account = AccountDisco {
         exists: true,

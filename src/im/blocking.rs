@@ -3,7 +3,7 @@
 //! Three parts, all pure:
 //!
 //! * [`Blocklist`]: one account's blocked JIDs, with the JID matching rules
-//!   of XEP-0191 §5 / XEP-0016 ([`Blocklist::blocks`]). The host persists it
+//!   of XEP-0191 §6 / XEP-0016 ([`Blocklist::blocks`]). The host persists it
 //!   (it applies across sessions) and hands it in.
 //! * [`BlockingSessions`]: answers the blocklist iqs of a session
 //!   ([`BlockingSessions::handle_iq`]) and remembers which sessions asked for
@@ -53,7 +53,7 @@ pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
 /// `urn:xmpp:blocking:errors`: the `<blocked/>` application error.
 pub const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 
-/// Whether a blocklist item matches `jid` (XEP-0191 §5, as XEP-0016):
+/// Whether a blocklist item matches `jid` (XEP-0191 §6, as XEP-0016):
 ///
 /// 1. `user@domain/resource` matches only that full JID;
 /// 2. `user@domain` matches the bare JID and every resource of it;
@@ -497,7 +497,7 @@ pub fn blocked_error() -> StanzaError {
 ///
 /// `Pass` when the stanza has no `from` (the server's own), a `from` that is
 /// not a JID (the router answers that), a `from` of the recipient's own
-/// account (XEP-0191 §4: never block one's own resources), or a `from` no
+/// account (XEP-0191 §5 note: never block one's own resources), or a `from` no
 /// item matches.
 pub fn check_inbound(recipient: &BareJid, blocklist: &Blocklist, stanza: &Stanza) -> BlockVerdict {
     let Some(Ok(from)) = stanza.from_jid() else {

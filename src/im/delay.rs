@@ -386,7 +386,7 @@ impl Delay {
 /// Removes every `<delay/>` child of `stanza` whose `from` is `server`
 /// (compared as prepared JIDs), and returns how many were removed.
 ///
-/// XEP-0203 §7: a server SHOULD discard a delay notation that claims to be
+/// XEP-0203 §5: a server SHOULD discard a delay notation that claims to be
 /// its own but arrived from elsewhere, since only the server itself may add
 /// one. Call it before adding the server's own notation.
 pub fn remove_forged_delays(stanza: &mut Stanza, server: &Jid) -> usize {

@@ -677,7 +677,7 @@ pub struct AccountDisco<'a> {
     /// Who asks.
     pub requester: Requester,
     /// The account's connected or available resources, listed as items for
-    /// an allowed requester (XEP-0030 §4.3).
+    /// an allowed requester (XEP-0030 §4.1).
     pub resources: &'a [FullJid],
 }
 
@@ -803,7 +803,7 @@ impl ServerDisco {
     }
 
     /// The answer to `query` addressed to an account's bare JID, given by
-    /// the server on its behalf (XEP-0030 §3.1, §4.3, §8):
+    /// the server on its behalf (XEP-0030 §3.1, §4.1, §8):
     ///
     /// | query | no account, or requester `Other` | `Owner` / `Authorized` |
     /// |---|---|---|

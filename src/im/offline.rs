@@ -289,7 +289,7 @@ impl OfflinePolicy {
     ///   [`OfflineLimits::max_messages`] or [`OfflineLimits::max_bytes`] →
     ///   `Bounce(service-unavailable)` (XEP-0160 §2);
     /// * otherwise `Store`: delays claiming to be from this server are
-    ///   removed (XEP-0203 §7: only this server may add them), then the
+    ///   removed (XEP-0203 §5: only this server may add them), then the
     ///   server's own `<delay from='server' stamp='now'>Offline Storage</delay>`
     ///   is appended.
     ///
