@@ -3,39 +3,21 @@
 //! §3.4 unblock, §3.5 unblock all), the §6 JID matching table, the
 //! enforcement tables, and the presence side effects of §3.3/§3.4.
 
-use minidom::{Element, Node};
+mod im_common;
+
+use im_common::{arb_stanza, stanza, xml};
+use minidom::Element;
+use proptest::prelude::*;
 use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StanzaErrorType};
 use xmpp_sansio::im::blocking::{
     BlockVerdict, BlockingRequest, BlockingSessions, Blocklist, NS_BLOCKING, NS_BLOCKING_ERRORS,
     PresenceView, blocked_error, check_inbound, check_outbound, item_matches,
 };
 use xmpp_sansio::router::SessionId;
-use xmpp_sansio::stanza::Stanza;
+use xmpp_sansio::stanza::{IqType, Stanza};
 use xmpp_sansio::{BareJid, FullJid, Jid};
 
 // --- helpers -----------------------------------------------------------------
-
-/// Parses XML and drops whitespace-only text (the XEP examples are indented).
-fn xml(s: &str) -> Element {
-    strip(s.parse().expect("test XML parses"))
-}
-
-fn strip(mut el: Element) -> Element {
-    for node in el.take_nodes() {
-        match node {
-            Node::Element(child) => {
-                el.append_child(strip(child));
-            }
-            Node::Text(t) if t.trim().is_empty() => {}
-            Node::Text(t) => el.append_text(t),
-        }
-    }
-    el
-}
-
-fn stanza(s: &str) -> Stanza {
-    Stanza::from_element(xml(s), "jabber:client").expect("a jabber:client stanza")
-}
 
 fn jid(s: &str) -> Jid {
     s.parse().unwrap()
@@ -803,4 +785,42 @@ fn blocklist_element_and_namespace() {
         vec![jid("a@example.com")]
     );
     assert_eq!(list.unblock_all(), vec![jid("b@example.com")]);
+}
+
+// --- any input ---------------------------------------------------------------------
+
+proptest! {
+    /// Arbitrary (often malformed) stanzas: nothing panics; a handled iq is
+    /// answered with its own id, as `result` or `error`, and an error changes
+    /// nothing and pushes nothing; a bounce is never for an error stanza or
+    /// an iq result.
+    #[test]
+    fn any_stanza_is_handled_without_panic(s in arb_stanza()) {
+        let juliet = bare("juliet@capulet.com");
+        let mut list: Blocklist = [jid("romeo@montague.net"), jid("capulet.com/x")]
+            .into_iter()
+            .collect();
+        let before = list.clone();
+        let resources = [chamber()];
+        let recipients = [jid("romeo@montague.net"), jid("juliet@capulet.com/balcony")];
+        let view = PresenceView {
+            available_resources: &resources,
+            presence_recipients: &recipients,
+        };
+        let mut sessions = interested_sessions(&mut list);
+        if let Some(out) = sessions.handle_iq(CHAMBER, &chamber(), &s, &mut list, view) {
+            prop_assert_eq!(out.reply.id(), s.id());
+            prop_assert!(matches!(out.reply.type_attr(), Some("result" | "error")));
+            if out.reply.is_error() {
+                prop_assert!(out.pushes.is_empty() && !out.changed);
+                prop_assert_eq!(&list, &before);
+            }
+        }
+        for verdict in [check_inbound(&juliet, &list, &s), check_outbound(&juliet, &list, &s)] {
+            if let BlockVerdict::Bounce(error) = verdict {
+                prop_assert!(s.error_reply(&error).is_some());
+                prop_assert!(s.iq_type() != Some(Ok(IqType::Result)));
+            }
+        }
+    }
 }

@@ -3,9 +3,12 @@
 //! impersonation attempt, §8 sent, §9 private), the §6.1 eligibility rules, the fan-out
 //! decision, and the path through the router.
 
+mod im_common;
+
 use std::collections::HashSet;
 
-use minidom::{Element, Node};
+use im_common::{arb_stanza, stanza};
+use proptest::prelude::*;
 use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::im::carbons::{
     Carbon, CarbonError, CarbonsRequest, CarbonsSessions, Direction, FEATURES, MessageRoute,
@@ -16,27 +19,6 @@ use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::{BareJid, FullJid};
 
 // --- helpers -----------------------------------------------------------------
-
-fn xml(s: &str) -> Element {
-    strip(s.parse().expect("test XML parses"))
-}
-
-fn strip(mut el: Element) -> Element {
-    for node in el.take_nodes() {
-        match node {
-            Node::Element(child) => {
-                el.append_child(strip(child));
-            }
-            Node::Text(t) if t.trim().is_empty() => {}
-            Node::Text(t) => el.append_text(t),
-        }
-    }
-    el
-}
-
-fn stanza(s: &str) -> Stanza {
-    Stanza::from_element(xml(s), "jabber:client").expect("a jabber:client stanza")
-}
 
 fn full(s: &str) -> FullJid {
     s.parse().unwrap()
@@ -655,4 +637,44 @@ fn fan_out_around_the_router() {
         copies.iter().map(|c| c.session).collect::<Vec<_>>(),
         vec![HOME, PHONE]
     );
+}
+
+// --- any input ---------------------------------------------------------------------
+
+proptest! {
+    /// Arbitrary (often malformed) stanzas: nothing panics; iq replies keep
+    /// the id; every copy goes to a distinct enabled session that is neither
+    /// the sender nor a receiver of the original, comes from the account's
+    /// bare JID, and unwraps to the original.
+    #[test]
+    fn any_stanza_fans_out_without_panic(s in arb_stanza()) {
+        let mut carbons = sessions(&[(GARDEN, garden()), (HOME, home()), (PHONE, phone())]);
+        let juliet = full("juliet@capulet.example/balcony");
+        carbons.enable(10, &juliet);
+        let romeo = romeo();
+        let juliet_bare = juliet.to_bare();
+        let home = home();
+        let routes = [
+            MessageRoute { sender: Some((HOME, &home)), recipient: Some((&juliet_bare, &[])) },
+            MessageRoute { sender: Some((10, &juliet)), recipient: Some((&romeo, &[GARDEN])) },
+            MessageRoute { sender: Some((HOME, &home)), recipient: Some((&romeo, &[PHONE])) },
+        ];
+        for route in routes {
+            let copies = carbons.copies(&s, &route);
+            let mut seen = HashSet::new();
+            for copy in &copies {
+                prop_assert!(seen.insert(copy.session));
+                prop_assert!(Some(copy.session) != route.sender.map(|(id, _)| id));
+                prop_assert!(!route.recipient.is_some_and(|(_, d)| d.contains(&copy.session)));
+                let owner: BareJid = copy.stanza.from().unwrap().parse().unwrap();
+                let carbon = Carbon::from_message(&owner, &copy.stanza).unwrap().unwrap();
+                prop_assert_eq!(&carbon.message, &s);
+            }
+        }
+        let _ = Carbon::from_message(&romeo, &s);
+        if let Some(reply) = carbons.handle_iq(GARDEN, &garden(), &s) {
+            prop_assert_eq!(reply.id(), s.id());
+            prop_assert!(matches!(reply.type_attr(), Some("result" | "error")));
+        }
+    }
 }

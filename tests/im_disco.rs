@@ -3,38 +3,19 @@
 //! vectors, the §5.4 ill-formed cases, query parsing, the server's answers
 //! for its domain and (with the XEP-0030 §8 access rules) for accounts.
 
-use minidom::{Element, Node};
+mod im_common;
+
+use im_common::{arb_stanza, stanza, xml};
+use proptest::prelude::*;
 use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::im::disco::{
     AccountDisco, Caps, CapsError, CapsVerification, DataForm, DiscoError, DiscoInfo, DiscoItem,
     DiscoItems, DiscoQuery, Identity, NS_CAPS, NS_DISCO_INFO, NS_DISCO_ITEMS, Requester,
     ServerDisco,
 };
-use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::{FullJid, Jid};
 
 // --- helpers -----------------------------------------------------------------
-
-fn xml(s: &str) -> Element {
-    strip(s.parse().expect("test XML parses"))
-}
-
-fn strip(mut el: Element) -> Element {
-    for node in el.take_nodes() {
-        match node {
-            Node::Element(child) => {
-                el.append_child(strip(child));
-            }
-            Node::Text(t) if t.trim().is_empty() => {}
-            Node::Text(t) => el.append_text(t),
-        }
-    }
-    el
-}
-
-fn stanza(s: &str) -> Stanza {
-    Stanza::from_element(xml(s), "jabber:client").expect("a jabber:client stanza")
-}
 
 fn features(info: &DiscoInfo) -> Vec<&str> {
     info.features.iter().map(String::as_str).collect()
@@ -663,4 +644,39 @@ fn account_access_rules_section_8() {
         item.items[0].jid,
         "juliet@capulet.com/balcony".parse::<Jid>().unwrap()
     );
+}
+
+// --- any input ---------------------------------------------------------------------
+
+proptest! {
+    /// Arbitrary (often malformed) stanzas: nothing panics, every answer
+    /// carries the request's id and is a `result` or an `error`, and parsing
+    /// any child as a disco result, caps or form never panics.
+    #[test]
+    fn any_stanza_is_answered_without_panic(s in arb_stanza()) {
+        let disco = server().with_caps_node("https://example.org/n");
+        let resources = resources();
+        let mut replies = vec![disco.respond_domain(&s)];
+        for requester in [Requester::Owner, Requester::Authorized, Requester::Other] {
+            for exists in [true, false] {
+                let account = AccountDisco { exists, requester, resources: &resources };
+                replies.push(disco.respond_account(&s, &account));
+            }
+        }
+        for reply in replies.into_iter().flatten() {
+            prop_assert_eq!(reply.id(), s.id());
+            prop_assert!(matches!(reply.type_attr(), Some("result" | "error")));
+        }
+        for child in s.element().children() {
+            if let Ok(info) = DiscoInfo::from_element(child) {
+                let _ = info.caps_ver();
+                prop_assert_eq!(DiscoInfo::from_element(&info.to_element()), Ok(info));
+            }
+            let _ = DiscoItems::from_element(child);
+            let _ = DataForm::from_element(child);
+        }
+        if let Some(caps) = Caps::of(&s) {
+            let _ = caps.verify(disco.domain_info());
+        }
+    }
 }

@@ -3,10 +3,13 @@
 //! examples as vectors, the message-type table of XEP-0160 §3, the queue
 //! bounds, delivery on presence, and the whole path through the router.
 
+mod im_common;
+
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use minidom::{Element, Node};
+use im_common::{arb_stanza, stanza, xml};
+use minidom::Element;
 use proptest::prelude::*;
 use xmpp_sansio::error::{StanzaError, StanzaErrorCondition};
 use xmpp_sansio::im::delay::{
@@ -23,27 +26,6 @@ use xmpp_sansio::xml::StreamWriter;
 use xmpp_sansio::{BareJid, FullJid, Jid};
 
 // --- helpers -----------------------------------------------------------------
-
-fn xml(s: &str) -> Element {
-    strip(s.parse().expect("test XML parses"))
-}
-
-fn strip(mut el: Element) -> Element {
-    for node in el.take_nodes() {
-        match node {
-            Node::Element(child) => {
-                el.append_child(strip(child));
-            }
-            Node::Text(t) if t.trim().is_empty() => {}
-            Node::Text(t) => el.append_text(t),
-        }
-    }
-    el
-}
-
-fn stanza(s: &str) -> Stanza {
-    Stanza::from_element(xml(s), "jabber:client").expect("a jabber:client stanza")
-}
 
 fn juliet() -> BareJid {
     "juliet@capulet.com".parse().unwrap()
@@ -600,4 +582,43 @@ fn xep_0160_flow_through_the_router() {
         .session(2)
         .is_some_and(|s| s.available && s.priority >= 0);
     assert!(!is_delivery_trigger(was_non_negative, &initial));
+}
+
+// --- any input ---------------------------------------------------------------------
+
+proptest! {
+    /// Arbitrary (often malformed) stanzas stored over and over: nothing
+    /// panics, the queue never exceeds its bounds, a bounce can always be
+    /// sent, and every stored message carries exactly one delay from the
+    /// server, at the end.
+    #[test]
+    fn any_stanza_is_classified_and_bounded_without_panic(s in arb_stanza()) {
+        let limits = OfflineLimits { max_messages: 3, max_bytes: 2_000 };
+        let p = policy(limits);
+        let mut store = MemoryOfflineStore::new();
+        let _ = Delay::of(&s);
+        let _ = is_delivery_trigger(false, &s);
+        for _ in 0..5 {
+            match p.store(&mut store, &juliet(), &s, stamp()) {
+                Ok(OfflineDecision::Bounce(error)) => {
+                    prop_assert!(s.error_reply(&error).is_some());
+                }
+                Ok(OfflineDecision::Stored) => prop_assert_eq!(classify(&s), OfflineClass::Store),
+                Ok(OfflineDecision::Discard) => prop_assert_eq!(classify(&s), OfflineClass::Discard),
+                Err(never) => match never {},
+            }
+            let usage = store.usage(&juliet()).unwrap();
+            prop_assert!(usage.messages <= limits.max_messages && usage.bytes <= limits.max_bytes);
+        }
+        for stored in store.peek(&juliet()) {
+            let own: Vec<&Element> = stored
+                .message
+                .element()
+                .children()
+                .filter(|c| c.is("delay", NS_DELAY) && c.attr("from") == Some("capulet.com"))
+                .collect();
+            prop_assert_eq!(own.len(), 1);
+            prop_assert_eq!(stored.message.element().children().last(), Some(own[0]));
+        }
+    }
 }
