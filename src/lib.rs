@@ -20,7 +20,7 @@
 //! | [`client`] | [`client::ClientConnection`]: the initiating side of a c2s stream |
 //! | [`server`] | [`server::ServerConnection`]: the receiving side of a c2s stream |
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
-//! | [`im`] | rosters, presence subscriptions and presence for local users (RFC 6121 §2–§4, App. A) |
+//! | [`im`] | IM logic around the router: rosters, subscriptions, presence (RFC 6121 §2–§4, App. A); blocking, disco and caps, offline messages, carbons |
 //! | [`rng`] | the host-seeded random source |
 //!
 //! ## The host loop

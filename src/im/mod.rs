@@ -1,5 +1,6 @@
 //! The IM layer of a server: rosters, presence subscriptions and presence
-//! (RFC 6121 §2, §3, §4 and Appendix A).
+//! (RFC 6121 §2, §3, §4 and Appendix A), and the IM XEPs around routing:
+//! blocking, service discovery, offline messages, carbons.
 //!
 //! Like the rest of the crate this layer does no IO: it reads and writes the
 //! roster through a [`RosterStore`] the host implements (synchronously; an
@@ -15,6 +16,11 @@
 //! | [`subscription`] | the subscription state machine of RFC 6121 Appendix A, as a pure function |
 //! | [`presence`] | pure presence decisions: broadcast, probes, directed presence, probe answers |
 //! | [`service`] | [`ImService`]: the per-server state (interested resources, last presences, directed presence) that ties the rest to the router and the store |
+//! | [`blocking`] | XEP-0191 Blocking Command: the blocklist, its iqs and pushes, and enforcement |
+//! | [`disco`] | XEP-0030 Service Discovery answers for the domain and for accounts, XEP-0115 caps |
+//! | [`delay`] | XEP-0203 `<delay/>` and XEP-0082 UTC timestamps (times come in as values) |
+//! | [`offline`] | XEP-0160 offline messages: what is stored, a bounded queue ([`offline::OfflineStore`]), delivery |
+//! | [`carbons`] | XEP-0280 Message Carbons: enable/disable per session, which copies go where |
 //!
 //! # How a host uses it
 //!
@@ -73,6 +79,11 @@
 //! # Ok::<(), xmpp_sansio::JidError>(())
 //! ```
 
+pub mod blocking;
+pub mod carbons;
+pub mod delay;
+pub mod disco;
+pub mod offline;
 pub mod presence;
 pub mod roster;
 pub mod service;
