@@ -528,18 +528,34 @@ impl ClientConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = now;
+        self.sm_sent(now, stanza);
+        Ok(id)
+    }
+
+    /// XEP-0198: a stanza written on a stream with stream management is
+    /// counted and kept until acknowledged, whoever wrote it (the host, or
+    /// the connection itself: ping probes and ping replies, which the
+    /// server counts like any other stanza).
+    fn sm_sent(&mut self, now: Instant, stanza: Stanza) {
+        let policy = self.sm_policy();
         if let Some(sm) = self.sm.as_mut() {
             sm.session.sent(now, stanza);
-            let policy = self.sm_policy();
-            if self
-                .sm
-                .as_ref()
-                .is_some_and(|sm| sm.session.wants_request(&policy))
-            {
+            if sm.session.wants_request(&policy) {
                 self.request_ack(now);
             }
         }
-        Ok(id)
+    }
+
+    /// Writes a stanza the connection built itself, counting it for stream
+    /// management. Returns whether it was sent.
+    #[must_use]
+    fn send_stanza_internal(&mut self, now: Instant, stanza: Stanza) -> bool {
+        if !self.send(stanza.element()) {
+            return false;
+        }
+        self.last_sent = now;
+        self.sm_sent(now, stanza);
+        true
     }
 
     /// Closes the stream: sends `</stream:stream>` and waits (up to
@@ -1202,10 +1218,8 @@ impl ClientConnection {
             // XEP-0199: answer pings so the server knows we are alive.
             if iq_type == IqType::Get && stanza.iq_payload().is_some_and(|p| p.is("ping", NS_PING))
             {
-                if let Some(reply) = stanza.iq_result(None)
-                    && self.send(reply.element())
-                {
-                    self.last_sent = now;
+                if let Some(reply) = stanza.iq_result(None) {
+                    let _sent = self.send_stanza_internal(now, reply);
                 }
                 return;
             }
@@ -1230,8 +1244,7 @@ impl ClientConnection {
             &id,
             Element::bare("ping", NS_PING),
         );
-        if self.send(iq.element()) {
-            self.last_sent = now;
+        if self.send_stanza_internal(now, iq) {
             self.probe = Some((id, now));
         }
     }

@@ -734,6 +734,31 @@ impl ServerConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = self.last_now;
+        self.sm_sent(stanza);
+        Ok(())
+    }
+
+    /// Writes a stanza the connection built itself (a stanza error, a
+    /// ping, the session reply), counting it for stream management.
+    fn write_stanza(&mut self, stanza: &Stanza) {
+        if !self.writable() {
+            return;
+        }
+        if self
+            .writer
+            .write_element(stanza.element(), self.out.bytes())
+            .is_ok()
+        {
+            self.last_sent = self.last_now;
+            self.sm_sent(stanza);
+        }
+    }
+
+    /// XEP-0198: a stanza written on a stream with stream management is
+    /// counted and kept until acknowledged, whoever wrote it (the host, or
+    /// the connection itself: the client counts every stanza it handles,
+    /// pings and stanza errors included).
+    fn sm_sent(&mut self, stanza: &Stanza) {
         if let Some(sm) = self.sm.as_mut() {
             sm.session.sent(self.last_now, stanza.clone());
             let config = self.config.stream_management.unwrap_or_default();
@@ -750,7 +775,6 @@ impl ServerConnection {
                 self.request_ack();
             }
         }
-        Ok(())
     }
 
     fn sm_ack_deadline(&self) -> Option<Instant> {
@@ -1429,7 +1453,7 @@ impl ServerConnection {
         if condition == StanzaErrorCondition::JidMalformed {
             reply.set_from(None);
         }
-        self.write(reply.element());
+        self.write_stanza(&reply);
     }
 
     fn on_bind_request(&mut self, stanza: Stanza) {
@@ -1779,7 +1803,7 @@ impl ServerConnection {
                     reply.set_id(stanza.id());
                     reply.set_to(Some(jid.as_str()));
                     reply.set_from(stanza.to());
-                    self.write(reply.element());
+                    self.write_stanza(&reply);
                     return;
                 }
                 if payload.is("bind", ns::XMPP_BIND) && to_server {
@@ -1818,7 +1842,7 @@ impl ServerConnection {
             Element::bare("ping", NS_PING),
         );
         ping.set_from(self.domain.as_deref());
-        self.write(ping.element());
+        self.write_stanza(&ping);
         if self.ping_ids.len() >= MAX_PING_IDS {
             self.ping_ids.pop_front();
         }

@@ -1,0 +1,272 @@
+//! Stream management (XEP-0198) between our own client and server
+//! connections, wired back to back: regressions found by the simulation
+//! harness (`tests/simulation.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xmpp_sansio::client::{
+    ClientConfig, ClientConnection, ClientEvent, ClientSmConfig, ClientState,
+};
+use xmpp_sansio::error::StanzaErrorCondition;
+use xmpp_sansio::rng::SeededRng;
+use xmpp_sansio::sasl::{
+    CredentialLookup, Mechanism, ScramHash, StoredCredentials, TlsInfo, TlsVersion,
+};
+use xmpp_sansio::server::{
+    Answer, BindAnswer, DetachedSession, Request, ServerConfig, ServerConnection, ServerEvent,
+    ServerSmConfig, ServerState,
+};
+use xmpp_sansio::sm::AckPolicy;
+use xmpp_sansio::stanza::{IqType, Stanza, StanzaKind};
+use xmpp_sansio::stream::{Input, NS_PING, Output, Timeouts};
+
+const PASSWORD: &str = "pencil";
+
+fn tls() -> TlsInfo {
+    TlsInfo::encrypted(TlsVersion::Tls13, Vec::new())
+}
+
+/// Acks after every stanza, so that a miscount shows at once.
+fn every_stanza() -> AckPolicy {
+    AckPolicy {
+        every: 1,
+        after: Duration::from_secs(10),
+    }
+}
+
+fn client_config(dead_peer: Option<Duration>, max: Option<u32>) -> ClientConfig {
+    let mut c = ClientConfig::new("juliet@example.org".parse().unwrap(), PASSWORD);
+    c.resource = Some("balcony".into());
+    c.sasl.mechanisms = vec![Mechanism::ScramSha256];
+    c.sasl.min_iterations = 1;
+    c.timeouts = Timeouts {
+        dead_peer,
+        ..Timeouts::default()
+    };
+    c.stream_management = Some(ClientSmConfig {
+        resume: true,
+        max,
+        acks: every_stanza(),
+    });
+    c
+}
+
+fn server_config(dead_peer: Option<Duration>) -> Arc<ServerConfig> {
+    let mut c = ServerConfig::new("example.org", vec![3u8; 32]);
+    c.sasl.unknown_user_iterations = 1;
+    c.timeouts = Timeouts {
+        dead_peer,
+        ..Timeouts::default()
+    };
+    c.stream_management = Some(ServerSmConfig {
+        acks: every_stanza(),
+        ..ServerSmConfig::default()
+    });
+    Arc::new(c)
+}
+
+/// A client and a server connection exchanging bytes directly; the server
+/// side answers requests like a host (and XEP-0199 pings to the domain).
+struct Pair {
+    now: Instant,
+    client: ClientConnection,
+    server: ServerConnection,
+    client_events: Vec<ClientEvent>,
+    server_events: Vec<ServerEvent>,
+    /// The answer to a resume request.
+    detached: Option<DetachedSession>,
+}
+
+impl Pair {
+    /// Connects `client` to a new server connection (which answers a
+    /// resume request with `detached`) and runs the negotiation.
+    fn new(
+        now: Instant,
+        client: ClientConnection,
+        server: Arc<ServerConfig>,
+        detached: Option<DetachedSession>,
+    ) -> Pair {
+        let server =
+            ServerConnection::new(server, TlsInfo::plaintext(), SeededRng::from_u64(2), now);
+        let mut pair = Pair {
+            now,
+            client,
+            server,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            detached,
+        };
+        pair.pump();
+        pair
+    }
+
+    fn online(client: ClientConfig, server: Arc<ServerConfig>) -> Pair {
+        let now = Instant::now();
+        let client = ClientConnection::new(client, SeededRng::from_u64(1), now);
+        let pair = Pair::new(now, client, server, None);
+        assert!(
+            matches!(pair.client.state(), ClientState::Online { .. }),
+            "{:?}",
+            pair.client_events
+        );
+        assert!(pair.client.stream_management().is_some());
+        pair
+    }
+
+    /// Moves bytes both ways until both sides are quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut to_server = Vec::new();
+            while let Some(out) = self.client.poll_output() {
+                match out {
+                    Output::Transmit(b) => to_server.extend_from_slice(&b),
+                    Output::Event(ClientEvent::StartTls { .. }) => self
+                        .client
+                        .handle_input(self.now, Input::TlsEstablished(tls()))
+                        .unwrap(),
+                    Output::Event(e) => self.client_events.push(e),
+                }
+            }
+            if !to_server.is_empty() {
+                self.server
+                    .handle_input(self.now, Input::Received(&to_server))
+                    .unwrap();
+            }
+            let mut to_client = Vec::new();
+            while let Some(out) = self.server.poll_output() {
+                match out {
+                    Output::Transmit(b) => to_client.extend_from_slice(&b),
+                    Output::Event(e) => self.server_event(e),
+                }
+            }
+            if !to_client.is_empty() {
+                self.client
+                    .handle_input(self.now, Input::Received(&to_client))
+                    .unwrap();
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn server_event(&mut self, event: ServerEvent) {
+        let now = self.now;
+        match &event {
+            ServerEvent::StartTls { .. } => {
+                self.server
+                    .handle_input(now, Input::TlsEstablished(tls()))
+                    .unwrap();
+            }
+            ServerEvent::Request { id, request } => {
+                let answer = match request {
+                    Request::Credentials { .. } => Answer::Credentials(CredentialLookup::Found(
+                        StoredCredentials::derive(ScramHash::Sha256, PASSWORD, b"salt", 1).unwrap(),
+                    )),
+                    Request::Bind { requested, .. } => Answer::Bind(BindAnswer::Bound {
+                        resource: requested.clone().unwrap(),
+                    }),
+                    Request::Resume { .. } => Answer::Resume(self.detached.take().map(Box::new)),
+                };
+                self.server.answer(now, *id, answer).unwrap();
+            }
+            ServerEvent::Stanza(s)
+                if s.iq_type() == Some(Ok(IqType::Get))
+                    && s.iq_payload().is_some_and(|p| p.is("ping", NS_PING)) =>
+            {
+                self.server
+                    .send_stanza(&s.iq_result(None).unwrap())
+                    .unwrap();
+            }
+            _ => {}
+        }
+        self.server_events.push(event);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.pump();
+    }
+
+    fn assert_alive(&self) {
+        assert!(
+            matches!(self.client.state(), ClientState::Online { .. }),
+            "client: {:?}",
+            self.client.state()
+        );
+        assert_eq!(self.server.state(), &ServerState::Ready);
+    }
+}
+
+#[test]
+fn server_pings_and_the_clients_replies_count_as_stanzas() {
+    let mut pair = Pair::online(
+        client_config(None, None),
+        server_config(Some(Duration::from_secs(30))),
+    );
+    // The server probes the silent client; the client answers.
+    pair.advance(Duration::from_secs(31));
+    pair.assert_alive();
+    let server = pair.server.stream_management().unwrap();
+    let client = pair.client.stream_management().unwrap();
+    // The ping went out and was acknowledged (h = 1, not "1 but 0 sent").
+    assert_eq!(
+        (server.outbound(), server.acked(), server.unacked_len()),
+        (1, 1, 0)
+    );
+    assert_eq!(client.inbound(), 1);
+    // The client's reply (and its presence-less session) counted too.
+    assert_eq!(
+        (client.outbound(), client.acked(), client.unacked_len()),
+        (1, 1, 0)
+    );
+    assert_eq!(server.inbound(), 1);
+}
+
+#[test]
+fn the_clients_own_ping_probe_counts_as_a_stanza() {
+    let mut pair = Pair::online(
+        client_config(Some(Duration::from_secs(30)), None),
+        server_config(None),
+    );
+    pair.advance(Duration::from_secs(31));
+    pair.assert_alive();
+    let client = pair.client.stream_management().unwrap();
+    let server = pair.server.stream_management().unwrap();
+    assert_eq!(
+        (client.outbound(), client.acked(), client.unacked_len()),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        (server.inbound(), server.outbound(), server.acked()),
+        (1, 1, 1)
+    );
+    assert_eq!(client.inbound(), 1);
+}
+
+#[test]
+fn stanza_errors_from_the_server_count_as_stanzas() {
+    let mut pair = Pair::online(client_config(None, None), server_config(None));
+    let mut presence = Stanza::new(StanzaKind::Presence, "jabber:client");
+    presence.set_attr("type", Some("bogus"));
+    pair.client.send_stanza(pair.now, presence).unwrap();
+    pair.pump();
+    pair.assert_alive();
+    let error = pair.client_events.iter().find_map(|e| match e {
+        ClientEvent::Stanza(s) => s.error(),
+        _ => None,
+    });
+    assert_eq!(
+        error.map(|e| e.condition),
+        Some(StanzaErrorCondition::BadRequest)
+    );
+    let server = pair.server.stream_management().unwrap();
+    assert_eq!(
+        (server.outbound(), server.acked(), server.unacked_len()),
+        (1, 1, 0)
+    );
+    assert_eq!(pair.client.stream_management().unwrap().inbound(), 1);
+}
