@@ -176,6 +176,10 @@ pub struct DetachedSession {
     jid: FullJid,
     session: SmSession,
     expires_at: Instant,
+    /// The resumption time negotiated at `<enable/>` (the client's `max`,
+    /// capped by the server's): it applies again when a resumed session
+    /// is lost.
+    max: Duration,
 }
 
 impl DetachedSession {
@@ -192,6 +196,12 @@ impl DetachedSession {
     /// When resumption stops being possible.
     pub fn expires_at(&self) -> Instant {
         self.expires_at
+    }
+
+    /// How long the session is kept once its connection is lost: the
+    /// resumption time negotiated when stream management was enabled.
+    pub fn max(&self) -> Duration {
+        self.max
     }
 
     /// Counters and the stanzas waiting for the client.
@@ -900,6 +910,7 @@ impl ServerConnection {
             jid,
             session: sm.session,
             expires_at,
+            max: sm.max,
         })
     }
 
@@ -1645,17 +1656,15 @@ impl ServerConnection {
         let Some(detached) = detached.filter(|d| owner_ok(d)) else {
             return self.sm_failed(StanzaErrorCondition::ItemNotFound);
         };
+        // The session keeps the resumption time negotiated at `<enable/>`
+        // (the client may have asked for less than the server's maximum).
         let DetachedSession {
             id,
             jid,
             mut session,
+            max,
             ..
         } = *detached;
-        let max = self
-            .config
-            .stream_management
-            .map(|c| c.max_resume)
-            .unwrap_or_default();
         if let Err(e) = session.acknowledge_at(now, h) {
             // Keep the queue for take_unacknowledged.
             self.sm = Some(ServerSm {

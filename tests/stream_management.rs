@@ -270,3 +270,37 @@ fn stanza_errors_from_the_server_count_as_stanzas() {
     );
     assert_eq!(pair.client.stream_management().unwrap().inbound(), 1);
 }
+
+#[test]
+fn a_resumed_session_keeps_the_negotiated_resumption_time() {
+    let config = client_config(None, Some(60));
+    let mut pair = Pair::online(config.clone(), server_config(None));
+    // The connection is lost; the server keeps the session for the 60 s
+    // the client asked for (not its own 300).
+    pair.advance(Duration::from_secs(1));
+    pair.server.handle_input(pair.now, Input::Eof).unwrap();
+    pair.client.handle_input(pair.now, Input::Eof).unwrap();
+    let detached = pair.server.detach().unwrap();
+    assert_eq!(detached.max(), Duration::from_secs(60));
+    assert_eq!(detached.expires_at(), pair.now + Duration::from_secs(60));
+    let resumption = pair.client.take_resumption().unwrap();
+    assert_eq!(resumption.max(), Some(60));
+    // Resume on a new connection.
+    let now = pair.now + Duration::from_secs(5);
+    let client = ClientConnection::resume(config, resumption, SeededRng::from_u64(3), now);
+    let mut pair2 = Pair::new(now, client, server_config(None), Some(detached));
+    assert!(
+        pair2
+            .client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Resumed { .. })),
+        "{:?}",
+        pair2.client_events
+    );
+    // Lost again: the negotiated 60 s still apply.
+    pair2.advance(Duration::from_secs(1));
+    pair2.server.handle_input(pair2.now, Input::Eof).unwrap();
+    let again = pair2.server.detach().unwrap();
+    assert_eq!(again.max(), Duration::from_secs(60));
+    assert_eq!(again.expires_at(), pair2.now + Duration::from_secs(60));
+}
