@@ -559,7 +559,11 @@ impl ClientConnection {
     }
 
     /// Closes the stream: sends `</stream:stream>` and waits (up to
-    /// [`Timeouts::close`]) for the server's.
+    /// [`Timeouts::close`]) for the server's. With stream management, the
+    /// close is preceded by an `<a/>` for what was handled (and an `<r/>`
+    /// when stanzas are unacknowledged); stanzas that still arrive
+    /// afterwards can no longer be acknowledged, so they are not reported:
+    /// the server handles them as unacknowledged (XEP-0198 §4).
     pub fn close(&mut self, now: Instant) {
         match self.state {
             ClientState::Closed(_) | ClientState::Closing => {}
@@ -689,14 +693,19 @@ impl ClientConnection {
                 match self.state.clone() {
                     ClientState::Negotiating(phase) => self.handle_negotiation(now, phase, el),
                     ClientState::Online { jid } => self.handle_online(now, &jid, el),
-                    // Stanzas after our close may still be processed (RFC 6120 §4.4).
+                    // Stanzas after our close may still be processed (RFC 6120
+                    // §4.4) — except with stream management: our last `<a/>`
+                    // went out with `</stream:stream>`, so the server never
+                    // learns that we handled them and deals with them as
+                    // unacknowledged (XEP-0198 §4: re-routed, kept offline,
+                    // bounced). Handing them to the host as well would
+                    // deliver them twice; they are left to the server.
                     ClientState::Closing => {
                         if el.ns() == NS_SM {
                             self.handle_sm(now, &el);
-                        } else if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
-                            if let Some(sm) = self.sm.as_mut() {
-                                sm.session.handled_inbound();
-                            }
+                        } else if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT)
+                            && self.sm.is_none()
+                        {
                             self.out.event(ClientEvent::Stanza(stanza));
                         }
                     }

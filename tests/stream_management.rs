@@ -304,3 +304,32 @@ fn a_resumed_session_keeps_the_negotiated_resumption_time() {
     assert_eq!(again.max(), Duration::from_secs(60));
     assert_eq!(again.expires_at(), pair2.now + Duration::from_secs(60));
 }
+
+#[test]
+fn stanzas_arriving_after_a_clean_close_are_left_to_the_server() {
+    let mut pair = Pair::online(client_config(None, None), server_config(None));
+    // The client closes while the server is sending it a message: the
+    // client's last `<a/>` cannot cover it.
+    pair.client.close(pair.now);
+    let to = "juliet@example.org".parse().unwrap();
+    let mut message = Stanza::chat(&to, "in flight");
+    message.set_from(Some("romeo@example.org/orchard"));
+    pair.server.send_stanza(&message).unwrap();
+    pair.pump();
+    assert!(matches!(pair.client.state(), ClientState::Closed(_)));
+    assert!(matches!(pair.server.state(), ServerState::Closed(_)));
+    // Not handed to the client's host…
+    assert!(
+        !pair
+            .client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stanza(_))),
+        "{:?}",
+        pair.client_events
+    );
+    // … because the server still has it as unacknowledged, to re-route:
+    // it is delivered once, not twice.
+    let unacked = pair.server.take_unacknowledged();
+    assert_eq!(unacked.len(), 1);
+    assert_eq!(unacked[0].id(), message.id());
+}
