@@ -348,10 +348,12 @@ impl ClientConnection {
         conn
     }
 
-    /// After the connection was lost (closed by end of input or dead-peer
-    /// timeout, not by a clean close or an error), the resumable
-    /// stream-management session, once. `None` when there is none: then
-    /// every unconfirmed stanza was reported as
+    /// After the connection was lost (closed by end of input, a dead-peer
+    /// or negotiation timeout, or after our [`close`](Self::close) when the
+    /// server never confirmed it — [`CloseReason::Eof`] or
+    /// [`CloseReason::CloseTimedOut`] — but not by a confirmed close or an
+    /// error), the resumable stream-management session, once. `None` when
+    /// there is none: then every unconfirmed stanza was reported as
     /// [`ClientEvent::Unacknowledged`] before [`ClientEvent::Closed`].
     pub fn take_resumption(&mut self) -> Option<Resumption> {
         self.resumption.take()
@@ -426,7 +428,13 @@ impl ClientConnection {
                 Ok(())
             }
             Input::Eof => {
-                let reason = if self.state == ClientState::Closing {
+                // After our own close, the server's closing tag never came.
+                // Without stream management that is as good as closed. With
+                // it, the server may not have seen our last `<a/>` and may
+                // keep the session for resumption: it is a lost connection
+                // (and the session stays resumable), or the stanzas we
+                // handled would be re-routed and delivered twice.
+                let reason = if self.state == ClientState::Closing && self.sm.is_none() {
                     CloseReason::Closed
                 } else {
                     CloseReason::Eof
@@ -1280,10 +1288,15 @@ impl ClientConnection {
         }
         // Stream management: a lost connection keeps a resumable session
         // for `take_resumption`; any other end reports what stays
-        // unconfirmed.
+        // unconfirmed. A close the server never confirmed (end of input or
+        // no closing tag in time) is a lost connection too: the server may
+        // still hold the session.
         let lost_transport = matches!(
             reason,
-            CloseReason::Eof | CloseReason::PeerTimeout | CloseReason::NegotiationTimeout
+            CloseReason::Eof
+                | CloseReason::PeerTimeout
+                | CloseReason::NegotiationTimeout
+                | CloseReason::CloseTimedOut
         );
         let resumable = match self.sm.take() {
             Some(ActiveSm {

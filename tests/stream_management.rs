@@ -333,3 +333,73 @@ fn stanzas_arriving_after_a_clean_close_are_left_to_the_server() {
     assert_eq!(unacked.len(), 1);
     assert_eq!(unacked[0].id(), message.id());
 }
+
+/// Takes what a connection wrote, without delivering it.
+fn written<E>(poll: impl FnMut() -> Option<Output<E>>) -> (Vec<u8>, Vec<E>) {
+    let (mut bytes, mut events) = (Vec::new(), Vec::new());
+    for out in std::iter::from_fn(poll) {
+        match out {
+            Output::Transmit(b) => bytes.extend_from_slice(&b),
+            Output::Event(e) => events.push(e),
+        }
+    }
+    (bytes, events)
+}
+
+#[test]
+fn a_close_the_server_never_saw_keeps_the_session_resumable() {
+    let config = client_config(None, None);
+    let mut pair = Pair::online(config.clone(), server_config(None));
+    // The server sends a message; the client handles it, but its ack and
+    // then its close are lost with the connection.
+    let to = "juliet@example.org".parse().unwrap();
+    let mut message = Stanza::chat(&to, "handled once");
+    message.set_from(Some("romeo@example.org/orchard"));
+    pair.server.send_stanza(&message).unwrap();
+    let (to_client, _) = written(|| pair.server.poll_output());
+    pair.client
+        .handle_input(pair.now, Input::Received(&to_client))
+        .unwrap();
+    pair.client.close(pair.now);
+    let (lost, events) = written(|| pair.client.poll_output());
+    assert!(find(&lost, b"</stream:stream>"));
+    assert!(
+        matches!(&events[..], [ClientEvent::Stanza(_)]),
+        "{events:?}"
+    );
+    pair.client.handle_input(pair.now, Input::Eof).unwrap();
+    pair.server.handle_input(pair.now, Input::Eof).unwrap();
+    let (_, events) = written(|| pair.client.poll_output());
+    // Not a confirmed close: the session stays resumable, nothing is
+    // reported unacknowledged.
+    assert_eq!(
+        events,
+        [ClientEvent::Closed(xmpp_sansio::stream::CloseReason::Eof)]
+    );
+    let resumption = pair.client.take_resumption().expect("resumable");
+    assert_eq!(resumption.session().inbound(), 1);
+    let detached = pair.server.detach().unwrap();
+    assert_eq!(detached.session().unacked_len(), 1);
+    // Resuming tells the server the message was handled: it is not sent
+    // again (nor re-routed later).
+    let client = ClientConnection::resume(config, resumption, SeededRng::from_u64(4), pair.now);
+    let pair = Pair::new(pair.now, client, server_config(None), Some(detached));
+    assert!(
+        pair.client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Resumed { .. }))
+    );
+    assert!(
+        !pair
+            .client_events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Stanza(_))),
+        "{:?}",
+        pair.client_events
+    );
+    assert_eq!(pair.server.stream_management().unwrap().unacked_len(), 0);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
