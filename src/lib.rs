@@ -21,6 +21,8 @@
 //! | [`server`] | [`server::ServerConnection`]: the receiving side of a c2s stream |
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
 //! | [`rng`] | the host-seeded random source |
+//! | [`sm`] | stream management (XEP-0198): elements, counters, the unacknowledged queue |
+//! | [`sim`] | a deterministic, fault-injecting simulation of clients, network and server, with end-to-end property checks |
 //!
 //! ## The host loop
 //!
@@ -77,6 +79,7 @@ pub mod rng;
 pub mod router;
 pub mod sasl;
 pub mod server;
+pub mod sim;
 pub mod sm;
 pub mod stanza;
 pub mod stream;
