@@ -243,7 +243,8 @@ fn sweep(from: Side) {
     let base = Instant::now();
     let seed = 7;
     let mut scenario = short_session(base);
-    scenario.mechanism = Mechanism::Plain;
+    scenario.mechanisms = vec![Mechanism::Plain];
+    scenario.direct_tls_per_mille = 0;
     scenario.record_transcripts = true;
     let baseline = sim::run(seed, &scenario);
     baseline.assert_ok("cargo test --test simulation drop_at_every_byte_offset (baseline)");

@@ -1,6 +1,7 @@
-//! Stream management (XEP-0198) between our own client and server
-//! connections, wired back to back: regressions found by the simulation
-//! harness (`tests/simulation.rs`).
+//! Stream management (XEP-0198): our own client and server connections
+//! wired back to back (regressions found by the simulation harness,
+//! `tests/simulation.rs`), and the parts both roles share (`sm`): counters
+//! across 2³², strict element parsing, dispositions.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use xmpp_sansio::server::{
     Answer, BindAnswer, DetachedSession, Request, ServerConfig, ServerConnection, ServerEvent,
     ServerSmConfig, ServerState,
 };
-use xmpp_sansio::sm::AckPolicy;
+use xmpp_sansio::sm::{AckError, AckPolicy, Disposition, SmNonza, SmParseError, SmSession};
 use xmpp_sansio::stanza::{IqType, Stanza, StanzaKind};
 use xmpp_sansio::stream::{Input, NS_PING, Output, Timeouts};
 
@@ -402,4 +403,207 @@ fn a_close_the_server_never_saw_keeps_the_session_resumable() {
 
 fn find(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// The parts both roles share (xmpp_sansio::sm)
+// ---------------------------------------------------------------------------
+
+fn chat(body: &str) -> Stanza {
+    Stanza::chat(&"juliet@example.org".parse().unwrap(), body)
+}
+
+#[test]
+fn counters_wrap_at_2_pow_32() {
+    let mut s = SmSession::starting_at(u32::MAX - 1, u32::MAX - 1);
+    let now = Instant::now();
+    for body in ["a", "b", "c"] {
+        s.sent(now, chat(body));
+    }
+    assert_eq!(s.outbound(), 1);
+    assert_eq!(s.unacked_len(), 3);
+    // h = 2^32 - 1 covers the first one …
+    assert_eq!(s.acknowledge(u32::MAX).unwrap().len(), 1);
+    // … h = 1 (past the wrap) the other two.
+    assert_eq!(s.acknowledge(1).unwrap().len(), 2);
+    assert_eq!((s.acked(), s.unacked_len()), (1, 0));
+    // Beyond what was sent, or backwards: handled-count-too-high.
+    assert_eq!(s.acknowledge(2), Err(AckError { h: 2, sent: 1 }));
+    assert_eq!(
+        s.acknowledge(u32::MAX),
+        Err(AckError {
+            h: u32::MAX,
+            sent: 1
+        })
+    );
+    let mut inbound = SmSession::starting_at(u32::MAX, 0);
+    inbound.handled_inbound();
+    assert_eq!(inbound.inbound(), 0);
+}
+
+#[test]
+fn a_resumed_session_crosses_2_pow_32() {
+    // The server's view of a detached session near the wrap, and the
+    // client's: the server sent 3 stanzas (queued while detached), the
+    // client handled 2 of them before the loss.
+    let now = Instant::now();
+    let mut server = SmSession::starting_at(10, u32::MAX - 1);
+    server.sent(now, chat("1"));
+    server.sent(now, chat("2"));
+    server.queue(chat("3"));
+    assert_eq!(server.outbound(), 1);
+    let mut client = SmSession::starting_at(u32::MAX - 1, 10);
+    client.handled_inbound();
+    client.handled_inbound();
+    assert_eq!(client.inbound(), 0);
+    // <resume h='0'/>: the server drops what the client handled and sends
+    // the rest again, keeping its place in the count.
+    assert_eq!(
+        server.acknowledge_at(now, client.inbound()).unwrap().len(),
+        2
+    );
+    let again: Vec<_> = server.resend(now).cloned().collect();
+    assert_eq!(again, [chat("3")]);
+    assert_eq!(server.outbound(), 1);
+    client.handled_inbound();
+    assert_eq!(server.acknowledge(client.inbound()).unwrap(), [chat("3")]);
+    assert_eq!(server.unacked_len(), 0);
+}
+
+#[test]
+fn handled_count_too_high_is_the_prescribed_stream_error() {
+    let error = AckError { h: 10, sent: 8 }.to_stream_error();
+    let app = error.application.as_ref().unwrap();
+    assert!(app.is("handled-count-too-high", "urn:xmpp:sm:3"));
+    assert_eq!(
+        (app.attr("h"), app.attr("send-count")),
+        (Some("10"), Some("8"))
+    );
+}
+
+#[test]
+fn nonzas_round_trip_and_are_parsed_strictly() {
+    let all = [
+        SmNonza::Enable {
+            resume: true,
+            max: Some(60),
+        },
+        SmNonza::Enabled {
+            id: Some("abc".into()),
+            resume: true,
+            max: Some(300),
+            location: Some("[::1]:5222".into()),
+        },
+        SmNonza::Request,
+        SmNonza::Ack { h: u32::MAX },
+        SmNonza::Resume {
+            previd: "abc".into(),
+            h: 0,
+        },
+        SmNonza::Resumed {
+            previd: "abc".into(),
+            h: 7,
+        },
+        SmNonza::Failed {
+            h: Some(3),
+            condition: StanzaErrorCondition::ItemNotFound,
+        },
+    ];
+    for nonza in all {
+        assert_eq!(SmNonza::from_element(&nonza.to_element()), Ok(nonza));
+    }
+    let parse = |xml: &str| SmNonza::from_element(&xml.parse().unwrap());
+    let bad_h = SmParseError::BadAttribute("h");
+    assert_eq!(
+        parse("<a xmlns='urn:xmpp:sm:3' h='-1'/>"),
+        Err(bad_h.clone())
+    );
+    assert_eq!(
+        parse("<a xmlns='urn:xmpp:sm:3' h='4294967296'/>"),
+        Err(bad_h.clone())
+    );
+    assert_eq!(parse("<a xmlns='urn:xmpp:sm:3' h='+1'/>"), Err(bad_h));
+    assert_eq!(
+        parse("<a xmlns='urn:xmpp:sm:3'/>"),
+        Err(SmParseError::MissingAttribute("h"))
+    );
+    assert_eq!(
+        parse("<resume xmlns='urn:xmpp:sm:3' h='1'/>"),
+        Err(SmParseError::MissingAttribute("previd"))
+    );
+    assert_eq!(
+        parse("<enable xmlns='urn:xmpp:sm:3' resume='yes'/>"),
+        Err(SmParseError::BadAttribute("resume"))
+    );
+    assert_eq!(
+        parse("<enable xmlns='urn:xmpp:sm:3' resume='1'/>"),
+        Ok(SmNonza::Enable {
+            resume: true,
+            max: None
+        })
+    );
+    assert_eq!(
+        parse("<x xmlns='urn:xmpp:sm:3'/>"),
+        Err(SmParseError::UnknownElement("x".into()))
+    );
+    assert_eq!(
+        parse("<r xmlns='urn:xmpp:sm:2'/>"),
+        Err(SmParseError::WrongNamespace)
+    );
+    // A <failed/> without a known condition is undefined-condition.
+    assert_eq!(
+        parse("<failed xmlns='urn:xmpp:sm:3'/>"),
+        Ok(SmNonza::Failed {
+            h: None,
+            condition: StanzaErrorCondition::UndefinedCondition
+        })
+    );
+}
+
+#[test]
+fn dispositions_of_unacknowledged_stanzas() {
+    let parse = |xml: &str| Stanza::from_element(xml.parse().unwrap(), "jabber:client").unwrap();
+    let cases = [
+        (
+            "<message xmlns='jabber:client' type='chat'/>",
+            Disposition::Reroute,
+        ),
+        ("<message xmlns='jabber:client'/>", Disposition::Reroute),
+        (
+            "<message xmlns='jabber:client' type='groupchat'/>",
+            Disposition::Drop,
+        ),
+        (
+            "<message xmlns='jabber:client' type='headline'/>",
+            Disposition::Drop,
+        ),
+        (
+            "<message xmlns='jabber:client' type='error'/>",
+            Disposition::Drop,
+        ),
+        (
+            "<iq xmlns='jabber:client' type='get' id='1'><q xmlns='x'/></iq>",
+            Disposition::Bounce(StanzaErrorCondition::ServiceUnavailable),
+        ),
+        (
+            "<iq xmlns='jabber:client' type='set' id='1'><q xmlns='x'/></iq>",
+            Disposition::Bounce(StanzaErrorCondition::ServiceUnavailable),
+        ),
+        (
+            "<iq xmlns='jabber:client' type='result' id='1'/>",
+            Disposition::Drop,
+        ),
+        (
+            "<iq xmlns='jabber:client' type='error' id='1'/>",
+            Disposition::Drop,
+        ),
+        ("<presence xmlns='jabber:client'/>", Disposition::Drop),
+        (
+            "<presence xmlns='jabber:client' type='subscribe'/>",
+            Disposition::Drop,
+        ),
+    ];
+    for (xml, expected) in cases {
+        assert_eq!(Disposition::of(&parse(xml)), expected, "{xml}");
+    }
 }

@@ -100,6 +100,9 @@ pub struct Setup {
     pub iterations: u32,
     /// Offline messages kept per account (more are bounced).
     pub offline_capacity: usize,
+    /// The clients connect with direct TLS (XEP-0368): connections are
+    /// encrypted from the first byte, STARTTLS is not offered.
+    pub direct_tls: bool,
     /// The host's own random source (seeded from the run's seed).
     pub rng: SeededRng,
     /// The instant virtual time starts at.
@@ -169,6 +172,7 @@ pub struct ReferenceHost {
     by_resumption_id: BTreeMap<String, SessionId>,
     offline: BTreeMap<BareJid, VecDeque<Stanza>>,
     offline_capacity: usize,
+    direct_tls: bool,
     actions: VecDeque<HostAction>,
     dirty: BTreeSet<LinkId>,
     next_session: SessionId,
@@ -218,6 +222,7 @@ impl ReferenceHost {
             by_resumption_id: BTreeMap::new(),
             offline: BTreeMap::new(),
             offline_capacity: setup.offline_capacity,
+            direct_tls: setup.direct_tls,
             actions: VecDeque::new(),
             dirty: BTreeSet::new(),
             next_session: 1,
@@ -770,12 +775,12 @@ impl Host for ReferenceHost {
         self.touch(now);
         self.count("connections");
         let rng = SeededRng::from_u64(self.rng.next_u64());
-        let machine = ServerConnection::new(
-            self.config.clone(),
-            crate::sasl::TlsInfo::plaintext(),
-            rng,
-            now,
-        );
+        let tls = if self.direct_tls {
+            tls_info()
+        } else {
+            crate::sasl::TlsInfo::plaintext()
+        };
+        let machine = ServerConnection::new(self.config.clone(), tls, rng, now);
         self.conns.insert(
             link,
             Conn {

@@ -21,8 +21,8 @@
 //!   `Input::Eof` at a seeded time; the server either the same way or not
 //!   at all, so that only its dead-peer timeout notices (a zombie session).
 //! * **Clients**: a [`ClientConnection`](crate::client::ClientConnection)
-//!   each (STARTTLS with an identity TLS layer, SCRAM, bind, stream
-//!   management with resumption). An application sends chat messages
+//!   each (STARTTLS or direct TLS with an identity TLS layer, SCRAM or
+//!   PLAIN, bind, stream management with resumption). An application sends chat messages
 //!   numbered per sender (`{i}:{seq}` in the body, id `m-{i}-{seq}`) to
 //!   the other clients' bare JIDs at seeded times, buffering them while
 //!   offline, and sends initial presence after each fresh login. When a
@@ -160,7 +160,8 @@
 //! [`ServerConnection`](crate::server::ServerConnection) per link (the TLS
 //! layer is the identity: on `StartTls` feed
 //! `Input::TlsEstablished(TlsInfo::encrypted(TlsVersion::Tls13, vec![]))`,
-//! then the `buffered` bytes); answer `Credentials` for [`Setup::accounts`]
+//! then the `buffered` bytes; with [`Setup::direct_tls`], start the
+//! connection with that `TlsInfo` instead); answer `Credentials` for [`Setup::accounts`]
 //! (SCRAM credentials derived with [`Setup::iterations`]); bind the
 //! requested resource; route the clients' chat messages (addressed to bare
 //! JIDs) and presence; answer XEP-0199 pings to the domain; keep and hand
@@ -180,7 +181,7 @@ use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientConfig, ClientSmConfig};
+use crate::client::{ClientConfig, ClientSmConfig, TlsMode};
 use crate::jid::BareJid;
 use crate::sasl::Mechanism;
 use crate::server::{ServerConfig, ServerSmConfig};
@@ -361,9 +362,12 @@ pub struct Scenario {
     pub client: ClientTimings,
     /// Offline messages kept per account.
     pub offline_capacity: usize,
-    /// The SASL mechanism the clients use (SCRAM-SHA-256 by default;
-    /// PLAIN makes logins cheaper where many runs are needed).
-    pub mechanism: Mechanism,
+    /// The SASL mechanisms the clients may use; one is drawn per run
+    /// (default SCRAM-SHA-256 and PLAIN).
+    pub mechanisms: Vec<Mechanism>,
+    /// Probability (per mille) that a run uses direct TLS (XEP-0368: TLS
+    /// from the first byte, no STARTTLS) instead of STARTTLS.
+    pub direct_tls_per_mille: u32,
     /// Keep every link's traffic in [`Report::transcripts`].
     pub record_transcripts: bool,
 }
@@ -402,7 +406,8 @@ impl Scenario {
                 ack_after: Duration::from_secs(5),
             },
             offline_capacity: 1000,
-            mechanism: Mechanism::ScramSha256,
+            mechanisms: vec![Mechanism::ScramSha256, Mechanism::Plain],
+            direct_tls_per_mille: 500,
             record_transcripts: false,
         }
     }
@@ -428,6 +433,9 @@ impl Scenario {
     pub fn check(&self) -> Result<(), String> {
         if self.clients.is_empty() || *self.clients.start() == 0 {
             return Err("at least one client".to_owned());
+        }
+        if self.mechanisms.is_empty() {
+            return Err("at least one SASL mechanism".to_owned());
         }
         let n = *self.clients.start();
         if let Some((_, c)) = self.logouts.iter().find(|(_, c)| *c >= n) {
@@ -483,10 +491,13 @@ impl Scenario {
         config
     }
 
-    fn client_config(&self, account: &Account, ack_every: u32) -> ClientConfig {
+    fn client_config(&self, account: &Account, run: &RunChoices, ack_every: u32) -> ClientConfig {
         let mut config = ClientConfig::new(account.jid.clone(), account.password.clone());
         config.resource = Some("sim".to_owned());
-        config.sasl.mechanisms = vec![self.mechanism];
+        config.sasl.mechanisms = vec![run.mechanism];
+        if run.direct_tls {
+            config.tls = TlsMode::Direct(client::tls_info());
+        }
         config.sasl.min_iterations = ITERATIONS;
         config.timeouts = Timeouts {
             negotiation: self.client.negotiation,
@@ -504,6 +515,12 @@ impl Scenario {
         });
         config
     }
+}
+
+/// What is drawn once per run.
+struct RunChoices {
+    mechanism: Mechanism,
+    direct_tls: bool,
 }
 
 /// One run: the clients, the network, the host, the clock.
@@ -561,6 +578,10 @@ impl<H: Host> Simulation<H> {
                 password: format!("secret-{i}"),
             })
             .collect();
+        let run = RunChoices {
+            mechanism: scenario.mechanisms[rng.below(scenario.mechanisms.len() as u64) as usize],
+            direct_tls: rng.chance(scenario.direct_tls_per_mille),
+        };
         let server_ack = rng.between_u32(&scenario.server.ack_every);
         let server_config = scenario.server_config(&mut rng, server_ack);
         let setup = Setup {
@@ -570,6 +591,7 @@ impl<H: Host> Simulation<H> {
             server_config,
             iterations: ITERATIONS,
             offline_capacity: scenario.offline_capacity,
+            direct_tls: run.direct_tls,
             rng: rng.seeded(),
             base: scenario.base,
         };
@@ -580,7 +602,7 @@ impl<H: Host> Simulation<H> {
             .enumerate()
             .map(|(i, account)| {
                 let ack = rng.between_u32(&scenario.client.ack_every);
-                SimClient::new(i, scenario.client_config(account, ack), peers.clone())
+                SimClient::new(i, scenario.client_config(account, &run, ack), peers.clone())
             })
             .collect();
         let net = Network::new(

@@ -266,6 +266,7 @@ impl Network {
                 l.last_arrival[side.index()] = at;
                 l.eof_scheduled[side.index()] = true;
                 queue.push(at, Event::Eof { link, to: side });
+                self.in_flight += 1;
             }
         }
     }
@@ -288,6 +289,7 @@ impl Network {
             l.last_arrival[other.index()] = at;
             l.eof_scheduled[other.index()] = true;
             queue.push(at, Event::Eof { link, to: other });
+            self.in_flight += 1;
         }
     }
 
@@ -310,6 +312,7 @@ impl Network {
 
     /// An end-of-file arrives: whether the receiving end still reads.
     pub(crate) fn eof_arrives(&mut self, now: Duration, link: LinkId, to: Side) -> bool {
+        self.in_flight = self.in_flight.saturating_sub(1);
         let Some(l) = self.links.get_mut(&link) else {
             return false;
         };
@@ -340,7 +343,7 @@ impl Network {
         self.links.get(&link).is_some_and(|l| l.cut_at.is_some())
     }
 
-    /// Bytes are still on their way somewhere.
+    /// Bytes or an end-of-file are still on their way somewhere.
     pub(crate) fn busy(&self) -> bool {
         self.in_flight > 0
     }
