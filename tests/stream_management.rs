@@ -405,6 +405,24 @@ fn find(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+#[test]
+fn a_second_enable_is_an_unexpected_request() {
+    let mut pair = Pair::online(client_config(None, None), server_config(None));
+    pair.server
+        .handle_input(
+            pair.now,
+            Input::Received(b"<enable xmlns='urn:xmpp:sm:3' resume='true'/>"),
+        )
+        .unwrap();
+    let (bytes, events) = written(|| pair.server.poll_output());
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        "<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+    );
+    assert!(events.is_empty());
+    assert_eq!(pair.server.state(), &ServerState::Ready);
+}
+
 // ---------------------------------------------------------------------------
 // The parts both roles share (xmpp_sansio::sm)
 // ---------------------------------------------------------------------------
