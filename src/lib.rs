@@ -50,7 +50,12 @@
 //!         }
 //!         Output::Event(ClientEvent::Online { jid }) => { /* ready: send stanzas */ }
 //!         Output::Event(ClientEvent::Stanza(stanza)) => { /* a message, presence or iq */ }
-//!         Output::Event(ClientEvent::Closed(reason)) => { /* done; state() keeps the reason */ }
+//!         Output::Event(ClientEvent::Resumed { jid }) => { /* a lost session goes on (XEP-0198) */ }
+//!         Output::Event(ClientEvent::Acknowledged(stanzas)) => { /* the server has these */ }
+//!         Output::Event(ClientEvent::Unacknowledged(stanzas)) => { /* never confirmed: resend or fail */ }
+//!         Output::Event(ClientEvent::Closed(reason)) => {
+//!             /* done; state() keeps the reason; take_resumption() to resume on a new connection */
+//!         }
 //!     }
 //! }
 //! if let Some(deadline) = conn.poll_timeout() {

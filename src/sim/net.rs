@@ -453,12 +453,10 @@ mod tests {
             assert!(at >= last);
             last = at;
             match event {
-                Event::Deliver { link, to, bytes } => {
-                    if net.arrive(at, link, to, &bytes) {
-                        match to {
-                            Side::Client => to_client.extend_from_slice(&bytes),
-                            Side::Server => to_server.extend_from_slice(&bytes),
-                        }
+                Event::Deliver { link, to, bytes } if net.arrive(at, link, to, &bytes) => {
+                    match to {
+                        Side::Client => to_client.extend_from_slice(&bytes),
+                        Side::Server => to_server.extend_from_slice(&bytes),
                     }
                 }
                 Event::Eof { link, to } => {
