@@ -5,8 +5,9 @@
 //!
 //! Everything runs in one thread in virtual time. A run is a function of
 //! its seed and [`Scenario`]: the same seed gives the same run, byte for
-//! byte ([`Report::digest`]). The module reads no clock (virtual time is an
-//! offset from the [`Scenario::base`] instant the caller gives), draws no
+//! byte ([`Report::digest`]). The module reads no clock (virtual time,
+//! [`VirtualClock`], is an offset from the [`Scenario::base`] instant the
+//! caller gives), draws no
 //! OS randomness (everything comes from [`SeededRng`](crate::rng::SeededRng)
 //! seeded with the run's seed) and does no IO.
 //!
@@ -171,6 +172,7 @@
 //! host for inspection afterwards ([`Simulation::host`]).
 
 mod client;
+mod clock;
 mod host;
 mod net;
 mod rand;
@@ -189,6 +191,7 @@ use crate::sm::AckPolicy;
 use crate::stream::{Input, Timeouts};
 
 pub use client::{ClientRecord, ReceivedMessage, ResumeAttempt, SentMessage};
+pub use clock::VirtualClock;
 pub use host::{Account, Host, HostAction, ReferenceHost, Setup};
 pub use net::{Cut, LinkId, NetworkConfig, Side, Transcript};
 pub use report::{Report, Stats, Violation};
@@ -527,7 +530,8 @@ struct RunChoices {
 pub struct Simulation<H: Host> {
     seed: u64,
     scenario: Scenario,
-    /// Virtual time since `scenario.base`.
+    clock: VirtualClock,
+    /// Virtual time since `scenario.base` (the clock's offset).
     now: Duration,
     queue: Queue,
     net: Network,
@@ -655,6 +659,7 @@ impl<H: Host> Simulation<H> {
         Simulation {
             seed,
             scenario: scenario.clone(),
+            clock: VirtualClock::new(scenario.base),
             now: Duration::ZERO,
             queue,
             net,
@@ -697,7 +702,12 @@ impl<H: Host> Simulation<H> {
     }
 
     fn instant(&self) -> Instant {
-        self.scenario.base + self.now
+        self.clock.now()
+    }
+
+    /// The virtual clock (where the run is, or ended).
+    pub fn clock(&self) -> &VirtualClock {
+        &self.clock
     }
 
     /// The earliest deadline of a client machine or the host.
@@ -716,14 +726,11 @@ impl<H: Host> Simulation<H> {
             if std::mem::take(touched) {
                 self.client_deadlines[i] = self.clients[i]
                     .deadline()
-                    .map(|at| at.saturating_duration_since(self.scenario.base));
+                    .map(|at| self.clock.offset_of(at));
             }
         }
         if std::mem::take(&mut self.host_touched) {
-            self.host_deadline = self
-                .host
-                .poll_timeout()
-                .map(|at| at.saturating_duration_since(self.scenario.base));
+            self.host_deadline = self.host.poll_timeout().map(|at| self.clock.offset_of(at));
         }
     }
 
@@ -742,6 +749,7 @@ impl<H: Host> Simulation<H> {
             let next = next.max(self.now);
             if next > cap {
                 self.now = cap;
+                self.clock.advance_to(cap);
                 break;
             }
             if next == self.now {
@@ -762,6 +770,7 @@ impl<H: Host> Simulation<H> {
                 at_this_instant = 0;
             }
             self.now = next;
+            self.clock.advance_to(next);
             self.steps += 1;
             let timeout_first = match (deadline, event_at) {
                 (Some(d), Some(e)) => d <= e,
