@@ -348,10 +348,12 @@ impl ClientConnection {
         conn
     }
 
-    /// After the connection was lost (closed by end of input or dead-peer
-    /// timeout, not by a clean close or an error), the resumable
-    /// stream-management session, once. `None` when there is none: then
-    /// every unconfirmed stanza was reported as
+    /// After the connection was lost (closed by end of input, a dead-peer
+    /// or negotiation timeout, or after our [`close`](Self::close) when the
+    /// server never confirmed it — [`CloseReason::Eof`] or
+    /// [`CloseReason::CloseTimedOut`] — but not by a confirmed close or an
+    /// error), the resumable stream-management session, once. `None` when
+    /// there is none: then every unconfirmed stanza was reported as
     /// [`ClientEvent::Unacknowledged`] before [`ClientEvent::Closed`].
     pub fn take_resumption(&mut self) -> Option<Resumption> {
         self.resumption.take()
@@ -426,7 +428,13 @@ impl ClientConnection {
                 Ok(())
             }
             Input::Eof => {
-                let reason = if self.state == ClientState::Closing {
+                // After our own close, the server's closing tag never came.
+                // Without stream management that is as good as closed. With
+                // it, the server may not have seen our last `<a/>` and may
+                // keep the session for resumption: it is a lost connection
+                // (and the session stays resumable), or the stanzas we
+                // handled would be re-routed and delivered twice.
+                let reason = if self.state == ClientState::Closing && self.sm.is_none() {
                     CloseReason::Closed
                 } else {
                     CloseReason::Eof
@@ -528,22 +536,42 @@ impl ClientConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = now;
-        if let Some(sm) = self.sm.as_mut() {
-            sm.session.sent(now, stanza);
-            let policy = self.sm_policy();
-            if self
-                .sm
-                .as_ref()
-                .is_some_and(|sm| sm.session.wants_request(&policy))
-            {
-                self.request_ack(now);
-            }
-        }
+        self.sm_sent(now, stanza);
         Ok(id)
     }
 
+    /// XEP-0198: a stanza written on a stream with stream management is
+    /// counted and kept until acknowledged, whoever wrote it (the host, or
+    /// the connection itself: ping probes and ping replies, which the
+    /// server counts like any other stanza).
+    fn sm_sent(&mut self, now: Instant, stanza: Stanza) {
+        let policy = self.sm_policy();
+        if let Some(sm) = self.sm.as_mut() {
+            sm.session.sent(now, stanza);
+            if sm.session.wants_request(&policy) {
+                self.request_ack(now);
+            }
+        }
+    }
+
+    /// Writes a stanza the connection built itself, counting it for stream
+    /// management. Returns whether it was sent.
+    #[must_use]
+    fn send_stanza_internal(&mut self, now: Instant, stanza: Stanza) -> bool {
+        if !self.send(stanza.element()) {
+            return false;
+        }
+        self.last_sent = now;
+        self.sm_sent(now, stanza);
+        true
+    }
+
     /// Closes the stream: sends `</stream:stream>` and waits (up to
-    /// [`Timeouts::close`]) for the server's.
+    /// [`Timeouts::close`]) for the server's. With stream management, the
+    /// close is preceded by an `<a/>` for what was handled (and an `<r/>`
+    /// when stanzas are unacknowledged); stanzas that still arrive
+    /// afterwards can no longer be acknowledged, so they are not reported:
+    /// the server handles them as unacknowledged (XEP-0198 §4).
     pub fn close(&mut self, now: Instant) {
         match self.state {
             ClientState::Closed(_) | ClientState::Closing => {}
@@ -617,17 +645,7 @@ impl ClientConnection {
     #[must_use]
     fn send(&mut self, element: &Element) -> bool {
         match self.writer.write_element(element, self.out.bytes()) {
-            Ok(()) => {
-                // A stanza of our own (a ping answer, a probe) counts for
-                // stream management like the host's.
-                if let Some(sm) = self.sm.as_mut()
-                    && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
-                {
-                    sm.session
-                        .sent(self.last_received.max(self.last_sent), stanza);
-                }
-                true
-            }
+            Ok(()) => true,
             Err(e) => {
                 self.writer.write_close(self.out.bytes());
                 self.finish(CloseReason::PolicyRefused(format!(
@@ -683,14 +701,19 @@ impl ClientConnection {
                 match self.state.clone() {
                     ClientState::Negotiating(phase) => self.handle_negotiation(now, phase, el),
                     ClientState::Online { jid } => self.handle_online(now, &jid, el),
-                    // Stanzas after our close may still be processed (RFC 6120 §4.4).
+                    // Stanzas after our close may still be processed (RFC 6120
+                    // §4.4) — except with stream management: our last `<a/>`
+                    // went out with `</stream:stream>`, so the server never
+                    // learns that we handled them and deals with them as
+                    // unacknowledged (XEP-0198 §4: re-routed, kept offline,
+                    // bounced). Handing them to the host as well would
+                    // deliver them twice; they are left to the server.
                     ClientState::Closing => {
                         if el.ns() == NS_SM {
                             self.handle_sm(now, &el);
-                        } else if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
-                            if let Some(sm) = self.sm.as_mut() {
-                                sm.session.handled_inbound();
-                            }
+                        } else if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT)
+                            && self.sm.is_none()
+                        {
                             self.out.event(ClientEvent::Stanza(stanza));
                         }
                     }
@@ -1212,10 +1235,8 @@ impl ClientConnection {
             // XEP-0199: answer pings so the server knows we are alive.
             if iq_type == IqType::Get && stanza.iq_payload().is_some_and(|p| p.is("ping", NS_PING))
             {
-                if let Some(reply) = stanza.iq_result(None)
-                    && self.send(reply.element())
-                {
-                    self.last_sent = now;
+                if let Some(reply) = stanza.iq_result(None) {
+                    let _sent = self.send_stanza_internal(now, reply);
                 }
                 return;
             }
@@ -1240,8 +1261,7 @@ impl ClientConnection {
             &id,
             Element::bare("ping", NS_PING),
         );
-        if self.send(iq.element()) {
-            self.last_sent = now;
+        if self.send_stanza_internal(now, iq) {
             self.probe = Some((id, now));
         }
     }
@@ -1268,10 +1288,15 @@ impl ClientConnection {
         }
         // Stream management: a lost connection keeps a resumable session
         // for `take_resumption`; any other end reports what stays
-        // unconfirmed.
+        // unconfirmed. A close the server never confirmed (end of input or
+        // no closing tag in time) is a lost connection too: the server may
+        // still hold the session.
         let lost_transport = matches!(
             reason,
-            CloseReason::Eof | CloseReason::PeerTimeout | CloseReason::NegotiationTimeout
+            CloseReason::Eof
+                | CloseReason::PeerTimeout
+                | CloseReason::NegotiationTimeout
+                | CloseReason::CloseTimedOut
         );
         let resumable = match self.sm.take() {
             Some(ActiveSm {

@@ -22,6 +22,8 @@
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
 //! | [`im`] | IM logic around the router: rosters, subscriptions, presence (RFC 6121 §2–§4, App. A); blocking, disco and caps, offline messages, carbons |
 //! | [`rng`] | the host-seeded random source |
+//! | [`sm`] | stream management (XEP-0198): elements, counters, the unacknowledged queue |
+//! | [`sim`] | a deterministic, fault-injecting simulation of clients, network and server, with end-to-end property checks |
 //!
 //! ## The host loop
 //!
@@ -87,6 +89,7 @@ pub mod rng;
 pub mod router;
 pub mod sasl;
 pub mod server;
+pub mod sim;
 pub mod sm;
 pub mod stanza;
 pub mod stream;

@@ -176,6 +176,10 @@ pub struct DetachedSession {
     jid: FullJid,
     session: SmSession,
     expires_at: Instant,
+    /// The resumption time negotiated at `<enable/>` (the client's `max`,
+    /// capped by the server's): it applies again when a resumed session
+    /// is lost.
+    max: Duration,
 }
 
 impl DetachedSession {
@@ -192,6 +196,12 @@ impl DetachedSession {
     /// When resumption stops being possible.
     pub fn expires_at(&self) -> Instant {
         self.expires_at
+    }
+
+    /// How long the session is kept once its connection is lost: the
+    /// resumption time negotiated when stream management was enabled.
+    pub fn max(&self) -> Duration {
+        self.max
     }
 
     /// Counters and the stanzas waiting for the client.
@@ -734,6 +744,31 @@ impl ServerConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = self.last_now;
+        self.sm_sent(stanza);
+        Ok(())
+    }
+
+    /// Writes a stanza the connection built itself (a stanza error, a
+    /// ping, the session reply), counting it for stream management.
+    fn write_stanza(&mut self, stanza: &Stanza) {
+        if !self.writable() {
+            return;
+        }
+        if self
+            .writer
+            .write_element(stanza.element(), self.out.bytes())
+            .is_ok()
+        {
+            self.last_sent = self.last_now;
+            self.sm_sent(stanza);
+        }
+    }
+
+    /// XEP-0198: a stanza written on a stream with stream management is
+    /// counted and kept until acknowledged, whoever wrote it (the host, or
+    /// the connection itself: the client counts every stanza it handles,
+    /// pings and stanza errors included).
+    fn sm_sent(&mut self, stanza: &Stanza) {
         if let Some(sm) = self.sm.as_mut() {
             sm.session.sent(self.last_now, stanza.clone());
             let config = self.config.stream_management.unwrap_or_default();
@@ -750,7 +785,6 @@ impl ServerConnection {
                 self.request_ack();
             }
         }
-        Ok(())
     }
 
     fn sm_ack_deadline(&self) -> Option<Instant> {
@@ -876,6 +910,7 @@ impl ServerConnection {
             jid,
             session: sm.session,
             expires_at,
+            max: sm.max,
         })
     }
 
@@ -939,19 +974,14 @@ impl ServerConnection {
         self.header_sent && self.writable()
     }
 
-    /// Writes an element the machine built. A stanza (an error reply, a
-    /// ping, a session result) counts for stream management like any other.
+    /// Writes a nonza or stream element the machine built (stanzas go
+    /// through [`write_stanza`](Self::write_stanza), which counts them).
     fn write(&mut self, element: &Element) {
         if !self.writable() {
             return;
         }
         if self.writer.write_element(element, self.out.bytes()).is_ok() {
             self.last_sent = self.last_now;
-            if let Some(sm) = self.sm.as_mut()
-                && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
-            {
-                sm.session.sent(self.last_now, stanza);
-            }
         }
     }
 
@@ -1436,7 +1466,7 @@ impl ServerConnection {
         if condition == StanzaErrorCondition::JidMalformed {
             reply.set_from(None);
         }
-        self.write(reply.element());
+        self.write_stanza(&reply);
     }
 
     fn on_bind_request(&mut self, stanza: Stanza) {
@@ -1628,17 +1658,15 @@ impl ServerConnection {
         let Some(detached) = detached.filter(|d| owner_ok(d)) else {
             return self.sm_failed(StanzaErrorCondition::ItemNotFound);
         };
+        // The session keeps the resumption time negotiated at `<enable/>`
+        // (the client may have asked for less than the server's maximum).
         let DetachedSession {
             id,
             jid,
             mut session,
+            max,
             ..
         } = *detached;
-        let max = self
-            .config
-            .stream_management
-            .map(|c| c.max_resume)
-            .unwrap_or_default();
         if let Err(e) = session.acknowledge_at(now, h) {
             // Keep the queue for take_unacknowledged.
             self.sm = Some(ServerSm {
@@ -1786,7 +1814,7 @@ impl ServerConnection {
                     reply.set_id(stanza.id());
                     reply.set_to(Some(jid.as_str()));
                     reply.set_from(stanza.to());
-                    self.write(reply.element());
+                    self.write_stanza(&reply);
                     return;
                 }
                 if payload.is("bind", ns::XMPP_BIND) && to_server {
@@ -1825,7 +1853,7 @@ impl ServerConnection {
             Element::bare("ping", NS_PING),
         );
         ping.set_from(self.domain.as_deref());
-        self.write(ping.element());
+        self.write_stanza(&ping);
         if self.ping_ids.len() >= MAX_PING_IDS {
             self.ping_ids.pop_front();
         }
