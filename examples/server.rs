@@ -25,6 +25,8 @@
 mod common;
 #[path = "server/hub.rs"]
 mod hub;
+#[path = "server/io.rs"]
+mod io;
 #[path = "server/store.rs"]
 mod store;
 
@@ -37,13 +39,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use common::{Prefixed, Transport};
 use hub::{Hub, HubMsg, OUTBOX_CAPACITY};
+use io::{Read, Socket};
 use store::Store;
 use xmpp_sansio::error::{StanzaErrorCondition, StreamError};
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
@@ -118,7 +119,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What every connection task shares.
 struct Ctx {
     config: Arc<ServerConfig>,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     /// Our certificate (DER), for `tls-server-end-point`.
     cert_der: Vec<u8>,
     store: Arc<Store>,
@@ -197,12 +198,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let tls = tls_material(&args, &domain)?;
     let cert_der = tls.chain[0].to_vec();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tls_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(tls.chain.clone(), tls.key)
         .map_err(|e| format!("certificate/key rejected: {e}"))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    // Only for the tls-exporter channel binding (see server/io.rs).
+    tls_config.key_log = Arc::new(io::ExporterCapture);
 
     // The XMPP configuration.
     let mut config = ServerConfig::new(domain.clone(), secret);
@@ -231,7 +233,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let hub_task = tokio::spawn(Hub::new(domain.clone(), policy, store.clone()).run(hub_rx));
     let ctx = Arc::new(Ctx {
         config: Arc::new(config),
-        acceptor,
+        tls: Arc::new(tls_config),
         cert_der,
         store: store.clone(),
         hub: hub_tx.clone(),
@@ -388,33 +390,34 @@ async fn session(
         .await
         .map_err(|_| "server is shutting down")?;
 
-    let (mut transport, tls) = if direct_tls {
-        let (transport, info) = accept_tls(ctx, tcp, Vec::new()).await?;
+    let mut socket = Socket::new(tcp);
+    let (tls, early) = if direct_tls {
+        let (info, early) = start_tls(ctx, &mut socket, &[]).await?;
         debug!(version = ?info.version, "direct TLS established");
-        (transport, info)
+        (info, early)
     } else {
-        (Transport::Plain(tcp), TlsInfo::plaintext())
+        (TlsInfo::plaintext(), Vec::new())
     };
-    let mut rng = common::os_rng()?;
     let mut conn =
         ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
-    let mut buf = vec![0u8; 16 * 1024];
+    if !early.is_empty() {
+        conn.handle_input(Instant::now(), Input::Received(&early))?;
+    }
+    drop(early);
     let mut attempt: Option<AuthAttempt> = None;
+    let mut eof = false;
     loop {
         while let Some(output) = conn.poll_output() {
             match output {
-                Output::Transmit(bytes) => write(&mut transport, &bytes).await?,
+                Output::Transmit(bytes) => socket.send(&bytes)?,
                 Output::Event(ServerEvent::StartTls { buffered }) => {
-                    timed(transport.flush()).await?;
-                    let Transport::Plain(tcp) =
-                        std::mem::replace(&mut transport, Transport::Upgrading)
-                    else {
-                        return Err("STARTTLS on an encrypted connection".into());
-                    };
-                    let (t, info) = accept_tls(ctx, tcp, buffered.to_vec()).await?;
+                    timed(socket.flush()).await?;
+                    let (info, early) = start_tls(ctx, &mut socket, &buffered).await?;
                     debug!(version = ?info.version, "STARTTLS established");
-                    transport = t;
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
+                    if !early.is_empty() {
+                        conn.handle_input(Instant::now(), Input::Received(&early))?;
+                    }
                 }
                 Output::Event(ServerEvent::Request { id: rid, request }) => match request {
                     Request::Credentials {
@@ -439,8 +442,12 @@ async fn session(
                         username,
                         requested,
                     } => {
-                        let resource = requested.unwrap_or_else(|| rng.token(16));
-                        let answer = bind_answer(ctx, id, &conn, &username, resource).await?;
+                        let resource = match requested {
+                            Some(resource) => resource,
+                            None => common::os_rng()?.token(16),
+                        };
+                        let answer =
+                            Box::pin(bind_answer(ctx, id, &conn, &username, resource)).await?;
                         conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
                     }
                 },
@@ -464,24 +471,20 @@ async fn session(
                     if let Some(attempt) = attempt.take() {
                         attempt.failed();
                     }
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), transport.shutdown()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
                     return Ok(reason);
                 }
             }
         }
-        timed(transport.flush()).await?;
+        if socket.has_output() {
+            timed(socket.flush()).await?;
+        }
         let deadline = conn.poll_timeout();
         tokio::select! {
-            read = transport.read(&mut buf) => {
-                let now = Instant::now();
-                match read {
-                    Ok(0) => conn.handle_input(now, Input::Eof)?,
-                    Ok(n) => conn.handle_input(now, Input::Received(&buf[..n]))?,
-                    Err(e) => {
-                        debug!(error = %e, "read failed");
-                        conn.handle_input(now, Input::Eof)?;
-                    }
+            ready = socket.readable(), if !eof => {
+                ready?;
+                if let Read::Eof = socket.read(&mut conn, Instant::now())? {
+                    eof = true;
                 }
             }
             _ = common::sleep_until(deadline) => conn.handle_timeout(Instant::now()),
@@ -504,6 +507,20 @@ async fn session(
             }
         }
     }
+}
+
+/// The TLS handshake (STARTTLS or direct TLS), bounded by
+/// [`HANDSHAKE_TIMEOUT`]. Boxed: its state is large and lives only while it
+/// runs, not in every idle connection's task.
+async fn start_tls(
+    ctx: &Ctx,
+    socket: &mut Socket,
+    buffered: &[u8],
+) -> Result<(TlsInfo, Vec<u8>), BoxError> {
+    let handshake = Box::pin(socket.start_tls(&ctx.tls, &ctx.cert_der, buffered));
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| "TLS handshake timed out")?
 }
 
 async fn bind_answer(
@@ -529,26 +546,6 @@ async fn bind_answer(
             BindOutcome::AlreadyBound(_) => BindAnswer::Refused(StanzaErrorCondition::NotAllowed),
         },
     )
-}
-
-async fn accept_tls(
-    ctx: &Ctx,
-    tcp: TcpStream,
-    buffered: Vec<u8>,
-) -> Result<(Transport, TlsInfo), BoxError> {
-    let stream = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        ctx.acceptor.accept(Prefixed::new(buffered, tcp)),
-    )
-    .await
-    .map_err(|_| "TLS handshake timed out")?
-    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let info = common::tls_info(stream.get_ref().1, Some(&ctx.cert_der));
-    Ok((Transport::ServerTls(Box::new(stream)), info))
-}
-
-async fn write(transport: &mut Transport, bytes: &[u8]) -> Result<(), BoxError> {
-    timed(transport.write_all(bytes)).await
 }
 
 async fn timed(io: impl std::future::Future<Output = std::io::Result<()>>) -> Result<(), BoxError> {
