@@ -40,13 +40,13 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
 
-use hub::{Hub, HubMsg, OUTBOX_CAPACITY};
+use hub::{Hub, HubMsg, Mailbox};
 use io::{Read, Socket};
 use store::Store;
-use xmpp_sansio::error::{StanzaErrorCondition, StreamError};
+use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
 use xmpp_sansio::sasl::{self, Identity, Mechanism, ScramHash, TlsInfo};
 use xmpp_sansio::server::{
@@ -338,7 +338,9 @@ async fn accept_loop(
     }
 }
 
-/// One client connection, from accept to close.
+/// One client connection, from accept to close. Its log lines carry
+/// `session` (no tracing span: a span per connection costs ~0.4 KiB in the
+/// subscriber's registry for the connection's whole life).
 async fn connection(
     ctx: Arc<Ctx>,
     tcp: TcpStream,
@@ -347,28 +349,24 @@ async fn connection(
     _alive: mpsc::Sender<()>,
 ) {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    let span = info_span!("c2s", session = id, %peer);
-    async move {
-        info!(direct_tls, "connected");
-        match session(&ctx, id, tcp, direct_tls).await {
-            Ok(reason) => info!(reason = %reason, "closed"),
-            Err(e) => info!(error = %e, "connection ended"),
-        }
-        let _ = ctx.hub.send(HubMsg::Gone { id }).await;
+    info!(session = id, %peer, direct_tls, "connected");
+    match session(&ctx, id, tcp, direct_tls).await {
+        Ok(reason) => info!(session = id, reason = %reason, "closed"),
+        Err(e) => info!(session = id, error = %e, "connection ended"),
     }
-    .instrument(span)
-    .await;
+    let _ = ctx.hub.send(HubMsg::Gone { id }).await;
 }
 
 /// A login attempt whose outcome is not known yet.
 struct AuthAttempt {
+    session: SessionId,
     username: String,
     mechanism: Mechanism,
 }
 
 impl AuthAttempt {
     fn failed(self) {
-        warn!(user = %self.username, mechanism = self.mechanism.name(), "authentication failed");
+        warn!(session = self.session, user = %self.username, mechanism = self.mechanism.name(), "authentication failed");
     }
 }
 
@@ -379,13 +377,11 @@ async fn session(
     direct_tls: bool,
 ) -> Result<CloseReason, BoxError> {
     tcp.set_nodelay(true)?;
-    let (outbox_tx, mut outbox) = mpsc::channel(OUTBOX_CAPACITY);
-    let (control_tx, mut control) = watch::channel(None::<StreamError>);
+    let mailbox = Arc::new(Mailbox::default());
     ctx.hub
         .send(HubMsg::Register {
             id,
-            outbox: outbox_tx,
-            control: control_tx,
+            mailbox: mailbox.clone(),
         })
         .await
         .map_err(|_| "server is shutting down")?;
@@ -393,7 +389,7 @@ async fn session(
     let mut socket = Socket::new(tcp);
     let (tls, early) = if direct_tls {
         let (info, early) = start_tls(ctx, &mut socket, &[]).await?;
-        debug!(version = ?info.version, "direct TLS established");
+        debug!(session = id, version = ?info.version, "direct TLS established");
         (info, early)
     } else {
         (TlsInfo::plaintext(), Vec::new())
@@ -413,7 +409,7 @@ async fn session(
                 Output::Event(ServerEvent::StartTls { buffered }) => {
                     timed(socket.flush()).await?;
                     let (info, early) = start_tls(ctx, &mut socket, &buffered).await?;
-                    debug!(version = ?info.version, "STARTTLS established");
+                    debug!(session = id, version = ?info.version, "STARTTLS established");
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
                     if !early.is_empty() {
                         conn.handle_input(Instant::now(), Input::Received(&early))?;
@@ -431,8 +427,9 @@ async fn session(
                         // PLAIN verifies against the SHA-256 form.
                         let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
                         let lookup = ctx.store.lookup(&username, hash);
-                        debug!(user = %username, mechanism = mechanism.name(), "credentials looked up");
+                        debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
                         attempt = Some(AuthAttempt {
+                            session: id,
                             username,
                             mechanism,
                         });
@@ -455,12 +452,12 @@ async fn session(
                     let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
                     match identity {
                         Identity::User { username, .. } => {
-                            info!(user = %username, mechanism, "authenticated");
+                            info!(session = id, user = %username, mechanism, "authenticated");
                         }
-                        other => info!(identity = ?other, mechanism, "authenticated"),
+                        other => info!(session = id, identity = ?other, mechanism, "authenticated"),
                     }
                 }
-                Output::Event(ServerEvent::Bound { jid }) => debug!(%jid, "ready"),
+                Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
                 Output::Event(ServerEvent::Stanza(stanza)) => {
                     ctx.hub
                         .send(HubMsg::Stanza { id, stanza })
@@ -483,26 +480,27 @@ async fn session(
         tokio::select! {
             ready = socket.readable(), if !eof => {
                 ready?;
-                if let Read::Eof = socket.read(&mut conn, Instant::now())? {
+                if let Read::Eof(error) = socket.read(&mut conn, Instant::now())? {
+                    if let Some(e) = error {
+                        debug!(session = id, error = %e, "read failed");
+                    }
                     eof = true;
                 }
             }
             _ = common::sleep_until(deadline) => conn.handle_timeout(Instant::now()),
-            Some(stanza) = outbox.recv() => {
-                let _ = conn.send_stanza(&stanza);
-                // Take what else is waiting, so it goes out in one write.
-                for _ in 0..64 {
-                    match outbox.try_recv() {
-                        Ok(stanza) => { let _ = conn.send_stanza(&stanza); }
-                        Err(_) => break,
-                    }
-                }
-            }
-            Ok(()) = control.changed() => {
-                let error = control.borrow_and_update().clone();
-                if let Some(error) = error {
-                    info!(condition = error.condition.name(), "closing the session");
+            () = mailbox.changed() => {
+                if let Some(error) = mailbox.take_close() {
+                    info!(session = id, condition = error.condition.name(), "closing the session");
                     conn.close_with_error(Instant::now(), error);
+                }
+                // Up to 64 stanzas per round, so they go out in one write
+                // and reads are not starved.
+                for _ in 0..64 {
+                    let Some(stanza) = mailbox.pop() else { break };
+                    let _ = conn.send_stanza(&stanza);
+                }
+                if mailbox.has_stanzas() {
+                    mailbox.wake();
                 }
             }
         }

@@ -19,11 +19,11 @@
 //! | an account | subscription presence, probe | ignored (no rosters yet) |
 //! | — (presence without `to`) | available / unavailable | [`Router::set_presence`], then sent to each available resource of the user (the sender included); a newly available resource gets the others' last presence |
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use minidom::Element;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Decision, LocalTarget, Router, SessionId};
@@ -42,13 +42,88 @@ pub const SERVER_FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_PING, NS_ROSTER, ns::X
 /// Stanzas that may wait for one session before it counts as stuck.
 pub const OUTBOX_CAPACITY: usize = 4096;
 
+/// What the hub hands one connection: stanzas to send and a request to
+/// close. It holds no allocation while empty (a bounded tokio mpsc channel
+/// allocates a block of 32 slots up front, ~4 KiB per session, and a watch
+/// channel ~0.4 KiB), which is what almost every session is almost always.
+#[derive(Default)]
+pub struct Mailbox {
+    state: Mutex<MailboxState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    stanzas: VecDeque<Stanza>,
+    close: Option<Box<StreamError>>,
+}
+
+impl Mailbox {
+    /// Queues a stanza (hub side). Gives it back when
+    /// [`OUTBOX_CAPACITY`] stanzas are waiting already.
+    fn push(&self, stanza: Stanza) -> Result<(), Stanza> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.stanzas.len() >= OUTBOX_CAPACITY {
+            return Err(stanza);
+        }
+        state.stanzas.push_back(stanza);
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Asks the connection to close the stream with `error` (hub side).
+    fn close(&self, error: StreamError) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).close = Some(Box::new(error));
+        self.notify.notify_one();
+    }
+
+    /// Waits until something was queued since the last wait (connection
+    /// side).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+
+    /// The next stanza to send (connection side). The queue's memory goes
+    /// back when it runs empty.
+    pub fn pop(&self) -> Option<Stanza> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stanza = state.stanzas.pop_front();
+        if state.stanzas.is_empty() && state.stanzas.capacity() > 0 {
+            state.stanzas = VecDeque::new();
+        }
+        stanza
+    }
+
+    /// The close request, if any (connection side).
+    pub fn take_close(&self) -> Option<StreamError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.close.take().map(|e| *e)
+    }
+
+    /// Whether stanzas are waiting (connection side).
+    pub fn has_stanzas(&self) -> bool {
+        !self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stanzas
+            .is_empty()
+    }
+
+    /// Makes the next [`changed`](Self::changed) return at once (connection
+    /// side, when it left stanzas for the next round).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+}
+
 /// A message to the hub.
 pub enum HubMsg {
-    /// A new connection: where its stanzas go and how to close it.
+    /// A new connection: where its stanzas and close requests go.
     Register {
         id: SessionId,
-        outbox: mpsc::Sender<Stanza>,
-        control: watch::Sender<Option<StreamError>>,
+        mailbox: Arc<Mailbox>,
     },
     /// The connection asks to bind `jid` (the answer is the router's).
     Bind {
@@ -65,8 +140,7 @@ pub enum HubMsg {
 }
 
 struct Session {
-    outbox: mpsc::Sender<Stanza>,
-    control: watch::Sender<Option<StreamError>>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// The actor's state.
@@ -102,15 +176,11 @@ impl Hub {
 
     fn handle(&mut self, msg: HubMsg) {
         match msg {
-            HubMsg::Register {
-                id,
-                outbox,
-                control,
-            } => {
+            HubMsg::Register { id, mailbox } => {
                 if self.shutting_down {
-                    let _ = control.send(Some(shutdown_error()));
+                    mailbox.close(shutdown_error());
                 }
-                self.sessions.insert(id, Session { outbox, control });
+                self.sessions.insert(id, Session { mailbox });
             }
             HubMsg::Bind { id, jid, reply } => {
                 let outcome = self.bind(id, jid);
@@ -121,7 +191,7 @@ impl Hub {
             HubMsg::Shutdown => {
                 self.shutting_down = true;
                 for session in self.sessions.values() {
-                    let _ = session.control.send(Some(shutdown_error()));
+                    session.mailbox.close(shutdown_error());
                 }
             }
         }
@@ -153,7 +223,7 @@ impl Hub {
                 if let Some(old) = self.sessions.get(old) {
                     let error = StreamError::new(StreamErrorCondition::Conflict)
                         .with_text("replaced by a new session for the same resource");
-                    let _ = old.control.send(Some(error));
+                    old.mailbox.close(error);
                 }
                 if holder_available {
                     self.broadcast_unavailable(&jid, Some(id));
@@ -294,18 +364,14 @@ impl Hub {
         let Some(session) = self.sessions.get(&target) else {
             return;
         };
-        match session.outbox.try_send(stanza) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(
-                    session = target,
-                    "outbox full: the client does not read; closing it"
-                );
-                let error = StreamError::new(StreamErrorCondition::PolicyViolation)
-                    .with_text("too many stanzas waiting for this client");
-                let _ = session.control.send(Some(error));
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if session.mailbox.push(stanza).is_err() {
+            warn!(
+                session = target,
+                "outbox full: the client does not read; closing it"
+            );
+            let error = StreamError::new(StreamErrorCondition::PolicyViolation)
+                .with_text("too many stanzas waiting for this client");
+            session.mailbox.close(error);
         }
     }
 

@@ -83,9 +83,9 @@ pub enum Read {
     Nothing,
     /// Bytes, handed to the core.
     Data,
-    /// The peer closed the connection (TCP FIN or TLS close_notify); the
-    /// core was told.
-    Eof,
+    /// The peer closed the connection (TCP FIN or TLS close_notify), or
+    /// reading failed (the error); the core was told.
+    Eof(Option<io::Error>),
 }
 
 /// The socket of one client connection.
@@ -133,14 +133,13 @@ impl Socket {
             let n = match self.tcp.try_read(&mut buf[kept..kept + READ_SIZE]) {
                 Ok(0) => {
                     conn.handle_input(now, Input::Eof)?;
-                    return Ok(Read::Eof);
+                    return Ok(Read::Eof(None));
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Nothing),
                 Err(e) => {
-                    tracing::debug!(error = %e, "read failed");
                     conn.handle_input(now, Input::Eof)?;
-                    return Ok(Read::Eof);
+                    return Ok(Read::Eof(Some(e)));
                 }
             };
             let Some(tls) = &mut self.tls else {
@@ -181,7 +180,7 @@ impl Socket {
             self.partial = data[start..].to_vec();
             if closed {
                 conn.handle_input(now, Input::Eof)?;
-                return Ok(Read::Eof);
+                return Ok(Read::Eof(None));
             }
             Ok(Read::Data)
         })
