@@ -354,7 +354,7 @@ async fn connection(
         Ok(reason) => info!(session = id, reason = %reason, "closed"),
         Err(e) => info!(session = id, error = %e, "connection ended"),
     }
-    let _ = ctx.hub.send(HubMsg::Gone { id }).await;
+    let _ = to_hub(&ctx, HubMsg::Gone { id }).await;
 }
 
 /// A login attempt whose outcome is not known yet.
@@ -378,13 +378,14 @@ async fn session(
 ) -> Result<CloseReason, BoxError> {
     tcp.set_nodelay(true)?;
     let mailbox = Arc::new(Mailbox::default());
-    ctx.hub
-        .send(HubMsg::Register {
+    to_hub(
+        ctx,
+        HubMsg::Register {
             id,
             mailbox: mailbox.clone(),
-        })
-        .await
-        .map_err(|_| "server is shutting down")?;
+        },
+    )
+    .await?;
 
     let mut socket = Socket::new(tcp);
     let (tls, early) = if direct_tls {
@@ -407,7 +408,7 @@ async fn session(
             match output {
                 Output::Transmit(bytes) => socket.send(&bytes)?,
                 Output::Event(ServerEvent::StartTls { buffered }) => {
-                    timed(socket.flush()).await?;
+                    flush(&mut socket).await?;
                     let (info, early) = start_tls(ctx, &mut socket, &buffered).await?;
                     debug!(session = id, version = ?info.version, "STARTTLS established");
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
@@ -459,23 +460,19 @@ async fn session(
                 }
                 Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
                 Output::Event(ServerEvent::Stanza(stanza)) => {
-                    ctx.hub
-                        .send(HubMsg::Stanza { id, stanza })
-                        .await
-                        .map_err(|_| "server is shutting down")?;
+                    to_hub(ctx, HubMsg::Stanza { id, stanza }).await?;
                 }
                 Output::Event(ServerEvent::Closed(reason)) => {
                     if let Some(attempt) = attempt.take() {
                         attempt.failed();
                     }
-                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+                    let shutdown = Box::pin(socket.shutdown());
+                    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
                     return Ok(reason);
                 }
             }
         }
-        if socket.has_output() {
-            timed(socket.flush()).await?;
-        }
+        flush(&mut socket).await?;
         let deadline = conn.poll_timeout();
         tokio::select! {
             ready = socket.readable(), if !eof => {
@@ -499,12 +496,32 @@ async fn session(
                     let Some(stanza) = mailbox.pop() else { break };
                     let _ = conn.send_stanza(&stanza);
                 }
-                if mailbox.has_stanzas() {
-                    mailbox.wake();
-                }
+                mailbox.again_if_waiting();
             }
         }
     }
+}
+
+/// Hands a message to the hub. Only a full hub queue makes it wait, in a
+/// boxed future: the connection task's own state stays small.
+async fn to_hub(ctx: &Ctx, msg: HubMsg) -> Result<(), BoxError> {
+    let msg = match ctx.hub.try_send(msg) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err("server is shutting down".into()),
+    };
+    Box::pin(ctx.hub.send(msg))
+        .await
+        .map_err(|_| "server is shutting down".into())
+}
+
+/// Writes what the socket has queued: at once when the socket takes it
+/// all, else waiting for it (boxed, bounded by [`WRITE_TIMEOUT`]).
+async fn flush(socket: &mut Socket) -> Result<(), BoxError> {
+    if socket.try_flush()? {
+        return Ok(());
+    }
+    Box::pin(timed(socket.flush())).await
 }
 
 /// The TLS handshake (STARTTLS or direct TLS), bounded by

@@ -20,10 +20,11 @@
 //! | — (presence without `to`) | available / unavailable | [`Router::set_presence`], then sent to each available resource of the user (the sender included); a newly available resource gets the others' last presence |
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
 use minidom::Element;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Decision, LocalTarget, Router, SessionId};
@@ -46,48 +47,84 @@ pub const OUTBOX_CAPACITY: usize = 4096;
 /// close. It holds no allocation while empty (a bounded tokio mpsc channel
 /// allocates a block of 32 slots up front, ~4 KiB per session, and a watch
 /// channel ~0.4 KiB), which is what almost every session is almost always.
+/// The connection waits on it with [`changed`](Self::changed), a future of
+/// one pointer (a `Notified` is 64 bytes, in every idle connection's task).
 #[derive(Default)]
 pub struct Mailbox {
     state: Mutex<MailboxState>,
-    notify: Notify,
 }
 
 #[derive(Default)]
 struct MailboxState {
     stanzas: VecDeque<Stanza>,
     close: Option<Box<StreamError>>,
+    /// Something happened since the connection last looked.
+    changed: bool,
+    /// The connection's task, when it waits.
+    waker: Option<Waker>,
+}
+
+impl MailboxState {
+    /// Marks a change; the caller wakes the returned task after unlocking.
+    #[must_use]
+    fn changed(&mut self) -> Option<Waker> {
+        self.changed = true;
+        self.waker.take()
+    }
 }
 
 impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, MailboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Queues a stanza (hub side). Gives it back when
     /// [`OUTBOX_CAPACITY`] stanzas are waiting already.
     fn push(&self, stanza: Stanza) -> Result<(), Stanza> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         if state.stanzas.len() >= OUTBOX_CAPACITY {
             return Err(stanza);
         }
         state.stanzas.push_back(stanza);
+        let waker = state.changed();
         drop(state);
-        self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         Ok(())
     }
 
     /// Asks the connection to close the stream with `error` (hub side).
     fn close(&self, error: StreamError) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).close = Some(Box::new(error));
-        self.notify.notify_one();
+        let mut state = self.lock();
+        state.close = Some(Box::new(error));
+        let waker = state.changed();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
-    /// Waits until something was queued since the last wait (connection
-    /// side).
-    pub async fn changed(&self) {
-        self.notify.notified().await;
+    /// Waits until something happened since the last wait (connection
+    /// side; one waiting task at a time).
+    pub fn changed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            let mut state = self.lock();
+            if std::mem::take(&mut state.changed) {
+                return Poll::Ready(());
+            }
+            match &mut state.waker {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => state.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
     }
 
     /// The next stanza to send (connection side). The queue's memory goes
     /// back when it runs empty.
     pub fn pop(&self) -> Option<Stanza> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         let stanza = state.stanzas.pop_front();
         if state.stanzas.is_empty() && state.stanzas.capacity() > 0 {
             state.stanzas = VecDeque::new();
@@ -97,24 +134,17 @@ impl Mailbox {
 
     /// The close request, if any (connection side).
     pub fn take_close(&self) -> Option<StreamError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.close.take().map(|e| *e)
+        self.lock().close.take().map(|e| *e)
     }
 
-    /// Whether stanzas are waiting (connection side).
-    pub fn has_stanzas(&self) -> bool {
-        !self
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stanzas
-            .is_empty()
-    }
-
-    /// Makes the next [`changed`](Self::changed) return at once (connection
-    /// side, when it left stanzas for the next round).
-    pub fn wake(&self) {
-        self.notify.notify_one();
+    /// Makes the next [`changed`](Self::changed) return at once if stanzas
+    /// are still waiting (connection side, after a round of at most
+    /// 64).
+    pub fn again_if_waiting(&self) {
+        let mut state = self.lock();
+        if !state.stanzas.is_empty() {
+            state.changed = true;
+        }
     }
 }
 
