@@ -540,3 +540,38 @@ fn a_second_login_with_the_same_resource_replaces_the_first() {
     );
     assert!(out.stderr.contains("conflict"), "{}", out.stderr);
 }
+
+#[test]
+fn a_new_resource_learns_the_presence_of_the_others() {
+    let work = TempDir::new("presence");
+    let server = Server::start(&work.0, "1", &[]);
+    let mut listen = server.client("alice", "wonderland");
+    listen.args(["--resource", "one", "listen"]);
+    let mut one = Background::spawn(listen);
+
+    // `two` becomes available after `one`: the server sends it `one`'s
+    // last presence (kept by the hub, rebuilt from the JID and id), before
+    // bob's message, which ends it.
+    let mut listen = server.client("alice", "wonderland");
+    listen.args(["--resource", "two", "listen", "--count", "1"]);
+    let mut two = Background::spawn(listen);
+    let mut send = server.client("bob", "builder");
+    send.args(["send", "alice@localhost/two", "hello"]);
+    run(send).ok("bob send");
+
+    let got = two.finish(CLIENT_TIMEOUT);
+    got.ok("alice/two listen --count 1");
+    let presences: Vec<&str> = got
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("<- <presence"))
+        .collect();
+    assert!(
+        presences
+            .iter()
+            .any(|l| l.contains("from='alice@localhost/one'") && l.contains(" id=")),
+        "alice/two must receive alice/one's presence (with its id):\n{}",
+        got.stderr
+    );
+    drop(one.finish(Duration::ZERO));
+}

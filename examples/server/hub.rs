@@ -173,6 +173,46 @@ struct Session {
     mailbox: Arc<Mailbox>,
 }
 
+/// A session's last available presence, for the user's resources that
+/// become available later.
+enum LastPresence {
+    /// `<presence/>` with nothing in it but the sender's full JID and an
+    /// `id`: only the id is stored, the stanza is rebuilt when needed. A
+    /// parsed element costs ~1.3 KiB (its attribute map alone allocates a
+    /// B-tree node for 11 entries).
+    Plain { id: Option<Box<str>> },
+    /// Anything else (`<show/>`, `<status/>`, a priority, caps, `xml:lang`,
+    /// …), as it came.
+    Full(Stanza),
+}
+
+impl LastPresence {
+    fn keep(stanza: Stanza, sender: Option<&FullJid>) -> LastPresence {
+        let element = stanza.element();
+        let from_sender = sender.is_some_and(|jid| stanza.from() == Some(jid.as_str()));
+        let attrs = usize::from(stanza.id().is_some()) + 1;
+        if from_sender && element.attrs().len() == attrs && element.nodes().next().is_none() {
+            LastPresence::Plain {
+                id: stanza.id().map(Box::from),
+            }
+        } else {
+            LastPresence::Full(stanza)
+        }
+    }
+
+    fn stanza(&self, sender: &FullJid) -> Stanza {
+        match self {
+            LastPresence::Plain { id } => {
+                let mut presence = Stanza::new(StanzaKind::Presence, ns::JABBER_CLIENT);
+                presence.set_from(Some(sender.as_str()));
+                presence.set_id(id.as_deref());
+                presence
+            }
+            LastPresence::Full(stanza) => stanza.clone(),
+        }
+    }
+}
+
 /// The actor's state.
 pub struct Hub {
     domain: String,
@@ -180,7 +220,7 @@ pub struct Hub {
     policy: ConflictPolicy,
     store: Arc<Store>,
     sessions: HashMap<SessionId, Session>,
-    last_presence: HashMap<SessionId, Stanza>,
+    last_presence: HashMap<SessionId, LastPresence>,
     shutting_down: bool,
 }
 
@@ -521,14 +561,18 @@ impl Hub {
             self.deliver(target, stanza.clone());
         }
         if available {
-            self.last_presence.insert(id, stanza);
+            let last = LastPresence::keep(stanza, self.router.session_jid(id));
+            self.last_presence.insert(id, last);
             if !was_available {
                 // A newly available resource learns about the others.
                 let others: Vec<Stanza> = self
                     .available_sessions(user)
                     .into_iter()
                     .filter(|sid| *sid != id)
-                    .filter_map(|sid| self.last_presence.get(&sid).cloned())
+                    .filter_map(|sid| {
+                        let jid = self.router.session_jid(sid)?;
+                        Some(self.last_presence.get(&sid)?.stanza(jid))
+                    })
                     .collect();
                 for p in others {
                     self.deliver(id, p);
