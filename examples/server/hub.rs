@@ -182,8 +182,8 @@ enum LastPresence {
     /// B-tree node for 11 entries).
     Plain { id: Option<Box<str>> },
     /// Anything else (`<show/>`, `<status/>`, a priority, caps, `xml:lang`,
-    /// …), as it came.
-    Full(Stanza),
+    /// …), as it came (boxed: the map's entries stay small).
+    Full(Box<Stanza>),
 }
 
 impl LastPresence {
@@ -196,7 +196,7 @@ impl LastPresence {
                 id: stanza.id().map(Box::from),
             }
         } else {
-            LastPresence::Full(stanza)
+            LastPresence::Full(Box::new(stanza))
         }
     }
 
@@ -208,7 +208,7 @@ impl LastPresence {
                 presence.set_id(id.as_deref());
                 presence
             }
-            LastPresence::Full(stanza) => stanza.clone(),
+            LastPresence::Full(stanza) => (**stanza).clone(),
         }
     }
 }
