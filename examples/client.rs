@@ -69,7 +69,7 @@ struct Args {
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Send one chat message, then disconnect.
     Send { to: Jid, text: String },
@@ -89,6 +89,18 @@ enum Command {
     Disco { target: Option<Jid> },
     /// Ping the server (XEP-0199) and print the round trip.
     Ping,
+    /// Stream management check (XEP-0198): send `count` numbered messages
+    /// "PREFIX 1…count", drop the TCP connection without closing the
+    /// stream, reconnect and resume the session, send `count` more, then
+    /// close cleanly. Fails unless the resume succeeded and every message
+    /// was acknowledged.
+    ResumeCheck {
+        to: Jid,
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        #[arg(long, default_value = "resume")]
+        prefix: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -117,6 +129,14 @@ struct App {
     pending_iq: Option<(String, Instant)>,
     done: bool,
     writer: StreamWriter,
+    /// Drop the connection without closing the stream (resume-check).
+    drop_now: bool,
+    /// Messages the server acknowledged (XEP-0198).
+    acknowledged: usize,
+    /// Messages whose delivery was never confirmed.
+    unacknowledged: usize,
+    /// The session was resumed.
+    resumed: bool,
 }
 
 impl App {
@@ -152,6 +172,27 @@ impl App {
                     conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "ping1", ping))?;
                 self.pending_iq = Some((id, now));
             }
+            Command::ResumeCheck { to, count, prefix } => {
+                if conn.resumption_id().is_none() {
+                    return Err("the server did not enable resumable stream management".into());
+                }
+                for i in 1..=*count {
+                    conn.send_stanza(now, Stanza::chat(to, &format!("{prefix} {i}")))?;
+                }
+                self.drop_now = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream-management session was resumed on a new connection.
+    fn resumed(&mut self, conn: &mut ClientConnection, now: Instant) -> Result<(), BoxError> {
+        self.resumed = true;
+        if let Command::ResumeCheck { to, count, prefix } = &self.command {
+            for i in count + 1..=2 * count {
+                conn.send_stanza(now, Stanza::chat(to, &format!("{prefix} {i}")))?;
+            }
+            self.done = true;
         }
         Ok(())
     }
@@ -248,7 +289,7 @@ fn tls_connector(args: &Args) -> Result<tokio_rustls::TlsConnector, BoxError> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-async fn run(args: Args) -> Result<(), BoxError> {
+async fn connect(args: &Args) -> Result<TcpStream, BoxError> {
     let domain = args.jid.domain().to_owned();
     let host = args.host.clone().unwrap_or_else(|| domain.clone());
     let addrs: Vec<_> = (host.as_str(), args.port)
@@ -270,25 +311,96 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let tcp = connected.ok_or(last_error)?;
     tcp.set_nodelay(true)?;
-    let connector = tls_connector(&args)?;
+    Ok(tcp)
+}
 
+/// How a connection ended.
+enum Ended {
+    /// The stream closed (cleanly or not): the reason.
+    Closed(CloseReason),
+    /// The app dropped the connection on purpose (resume-check).
+    Dropped,
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    let domain = args.jid.domain().to_owned();
+    let connector = tls_connector(&args)?;
     let mut config = ClientConfig::new(args.jid.clone(), args.password.clone());
     config.resource = args.resource.clone();
-    let mut transport = Transport::Plain(tcp);
-    if args.direct_tls {
-        let (t, info) =
-            common::client_tls_upgrade(transport, Vec::new(), &connector, &domain).await?;
-        transport = t;
-        config.tls = TlsMode::Direct(info);
-    }
-    let mut conn = ClientConnection::new(config, common::os_rng()?, Instant::now());
     let mut app = App {
-        command: args.command,
+        command: args.command.clone(),
         received: 0,
         pending_iq: None,
         done: false,
         writer: StreamWriter::default(),
+        drop_now: false,
+        acknowledged: 0,
+        unacknowledged: 0,
+        resumed: false,
     };
+    let mut resumption = None;
+    loop {
+        let mut transport = Transport::Plain(connect(&args).await?);
+        let mut config = config.clone();
+        if args.direct_tls {
+            let (t, info) =
+                common::client_tls_upgrade(transport, Vec::new(), &connector, &domain).await?;
+            transport = t;
+            config.tls = TlsMode::Direct(info);
+        }
+        let conn = match resumption.take() {
+            Some(r) => ClientConnection::resume(config, r, common::os_rng()?, Instant::now()),
+            None => ClientConnection::new(config, common::os_rng()?, Instant::now()),
+        };
+        let (mut conn, ended) =
+            drive(&args, &connector, &domain, conn, transport, &mut app).await?;
+        match ended {
+            Ended::Dropped => {
+                // The connection is gone; the session is not (XEP-0198).
+                conn.handle_input(Instant::now(), Input::Eof)?;
+                while let Some(output) = conn.poll_output() {
+                    if let Output::Event(ClientEvent::Unacknowledged(lost)) = output {
+                        app.unacknowledged += lost.len();
+                    }
+                }
+                resumption = Some(
+                    conn.take_resumption()
+                        .ok_or("the dropped session is not resumable")?,
+                );
+                app.drop_now = false;
+                eprintln!("connection dropped; resuming");
+            }
+            Ended::Closed(CloseReason::Closed) if app.done => break,
+            Ended::Closed(reason) => return Err(reason.to_string().into()),
+        }
+    }
+    if let Command::ResumeCheck { count, .. } = app.command {
+        if !app.resumed {
+            return Err("the session was not resumed".into());
+        }
+        if app.unacknowledged > 0 || app.acknowledged != 2 * count {
+            return Err(format!(
+                "{} of {} messages acknowledged, {} unacknowledged",
+                app.acknowledged,
+                2 * count,
+                app.unacknowledged
+            )
+            .into());
+        }
+        println!("resumed; all {} messages acknowledged", 2 * count);
+    }
+    Ok(())
+}
+
+/// Runs one connection until it ends or the app drops it.
+async fn drive(
+    args: &Args,
+    connector: &tokio_rustls::TlsConnector,
+    domain: &str,
+    mut conn: ClientConnection,
+    mut transport: Transport,
+    app: &mut App,
+) -> Result<(ClientConnection, Ended), BoxError> {
     let mut buf = vec![0u8; 16 * 1024];
     let mut closing = false;
     loop {
@@ -304,8 +416,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
                     transport.flush().await?;
                     let t = std::mem::replace(&mut transport, Transport::Upgrading);
                     let (t, info) =
-                        common::client_tls_upgrade(t, buffered.to_vec(), &connector, &domain)
-                            .await?;
+                        common::client_tls_upgrade(t, buffered.to_vec(), connector, domain).await?;
                     transport = t;
                     if args.verbose {
                         eprintln!("-- TLS established ({:?})", info.version);
@@ -326,16 +437,35 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 Output::Event(ClientEvent::Stanza(stanza)) => {
                     app.stanza(&stanza, Instant::now())?
                 }
+                Output::Event(ClientEvent::Resumed { jid }) => {
+                    eprintln!("resumed as {jid}");
+                    app.resumed(&mut conn, Instant::now())?;
+                }
+                Output::Event(ClientEvent::Acknowledged(stanzas)) => {
+                    app.acknowledged += stanzas.len();
+                    if args.verbose {
+                        eprintln!("-- server acknowledged {} stanza(s)", stanzas.len());
+                    }
+                }
+                Output::Event(ClientEvent::Unacknowledged(stanzas)) => {
+                    app.unacknowledged += stanzas.len();
+                    eprintln!(
+                        "warning: {} stanza(s) were sent but never acknowledged",
+                        stanzas.len()
+                    );
+                }
                 Output::Event(ClientEvent::Closed(reason)) => {
                     let _ = transport.shutdown().await;
-                    return match reason {
-                        CloseReason::Closed if app.done => Ok(()),
-                        reason => Err(reason.to_string().into()),
-                    };
+                    return Ok((conn, Ended::Closed(reason)));
                 }
             }
         }
         transport.flush().await?;
+        if app.drop_now {
+            // No closing tag, no TLS close_notify: as if the network died.
+            drop(transport);
+            return Ok((conn, Ended::Dropped));
+        }
         if app.done && !closing {
             closing = true;
             conn.close(Instant::now());

@@ -209,6 +209,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // The XMPP configuration.
     let mut config = ServerConfig::new(domain.clone(), secret);
     config.sasl.unknown_user_iterations = iterations;
+    // Stream management with acknowledgements, but without resumption until
+    // this host keeps detached sessions.
+    if let Some(sm) = config.stream_management.as_mut() {
+        sm.resume = false;
+    }
     if args.allow_plaintext_loopback {
         config.policy.require_tls = false;
         config.sasl.allow_plain_without_tls = true;
@@ -448,7 +453,16 @@ async fn session(
                             Box::pin(bind_answer(ctx, id, &conn, &username, resource)).await?;
                         conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
                     }
+                    // This host keeps no detached sessions (resumption is
+                    // not offered), so there is nothing to resume.
+                    Request::Resume { .. } => {
+                        conn.answer(Instant::now(), rid, Answer::Resume(None))?;
+                    }
                 },
+                Output::Event(ServerEvent::StreamManagementEnabled { .. }) => {
+                    debug!("stream management enabled");
+                }
+                Output::Event(ServerEvent::Resumed { jid, .. }) => debug!(%jid, "resumed"),
                 Output::Event(ServerEvent::Authenticated { identity }) => {
                     let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
                     match identity {

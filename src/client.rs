@@ -29,6 +29,7 @@ use crate::jid::{BareJid, FullJid, Jid};
 use crate::ns;
 use crate::rng::SeededRng;
 use crate::sasl::{self, ClientSession, SaslCondition, TlsInfo, xml::SaslNonza};
+use crate::sm::{AckPolicy, NS_SM, SmNonza, SmSession};
 use crate::stanza::{IqType, Stanza};
 use crate::stream::{
     CloseReason, Input, NS_PING, Negotiated, Outbox, Output, StreamFeatures, Timeouts, UsageError,
@@ -69,6 +70,88 @@ pub struct ClientConfig {
     pub limits: ReaderLimits,
     /// `xml:lang` of our stream header.
     pub lang: Option<String>,
+    /// Stream management (XEP-0198), used when the server offers it.
+    /// `None` never enables it. Default: on, resumable.
+    pub stream_management: Option<ClientSmConfig>,
+}
+
+/// How the client uses stream management (XEP-0198).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSmConfig {
+    /// Ask for a resumable session (`resume='true'`). Default `true`.
+    pub resume: bool,
+    /// Preferred resumption timeout in seconds to ask for (`max`).
+    pub max: Option<u32>,
+    /// When to ask the server for acknowledgements.
+    pub acks: AckPolicy,
+}
+
+impl Default for ClientSmConfig {
+    fn default() -> Self {
+        ClientSmConfig {
+            resume: true,
+            max: None,
+            acks: AckPolicy::default(),
+        }
+    }
+}
+
+/// What is needed to resume a stream-management session on a new
+/// connection (XEP-0198 §5), taken from a connection that was lost with
+/// [`ClientConnection::take_resumption`] and given to
+/// [`ClientConnection::resume`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resumption {
+    id: String,
+    jid: FullJid,
+    max: Option<u32>,
+    location: Option<String>,
+    session: SmSession,
+}
+
+impl Resumption {
+    /// The resumption id the server gave.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The full JID of the session.
+    pub fn jid(&self) -> &FullJid {
+        &self.jid
+    }
+
+    /// How long (seconds) the server keeps the session, if it said.
+    pub fn max(&self) -> Option<u32> {
+        self.max
+    }
+
+    /// Where the server asked to reconnect for resumption (`host:port`).
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// The counters and the stanzas not yet acknowledged.
+    pub fn session(&self) -> &SmSession {
+        &self.session
+    }
+
+    /// Gives up on resuming: the stanzas whose delivery was never
+    /// confirmed, oldest first.
+    pub fn into_unacknowledged(mut self) -> Vec<Stanza> {
+        self.session.take_unacked()
+    }
+}
+
+/// Stream management on the current stream.
+#[derive(Clone, Debug)]
+struct ActiveSm {
+    session: SmSession,
+    /// The session's JID.
+    jid: FullJid,
+    /// Resumption id, when the server made the session resumable.
+    id: Option<String>,
+    max: Option<u32>,
+    location: Option<String>,
 }
 
 impl ClientConfig {
@@ -84,6 +167,7 @@ impl ClientConfig {
             timeouts: Timeouts::default(),
             limits: ReaderLimits::default(),
             lang: Some("en".to_owned()),
+            stream_management: Some(ClientSmConfig::default()),
         }
     }
 }
@@ -109,6 +193,21 @@ pub enum ClientEvent {
     },
     /// A stanza from the server.
     Stanza(Stanza),
+    /// The stream-management session was resumed on this connection
+    /// (instead of `Online`): the stanzas the server had not handled were
+    /// sent again, and the session goes on as `jid`.
+    Resumed {
+        /// The session's JID.
+        jid: FullJid,
+    },
+    /// The server confirmed (XEP-0198 `<a/>`) that it handled these
+    /// stanzas, oldest first.
+    Acknowledged(Vec<Stanza>),
+    /// These stanzas were sent but their delivery was never confirmed, and
+    /// the stream-management session that could confirm them is over
+    /// (closed, not resumable, or resumption refused). The host decides:
+    /// send them again (risking a duplicate) or report them as failed.
+    Unacknowledged(Vec<Stanza>),
     /// The connection ended; nothing more will happen.
     Closed(CloseReason),
 }
@@ -130,6 +229,10 @@ pub enum Phase {
     Binding,
     /// Sent the legacy session request.
     Session,
+    /// Sent `<enable/>` (XEP-0198), waiting for `<enabled/>` or `<failed/>`.
+    Enabling,
+    /// Sent `<resume/>` (XEP-0198), waiting for `<resumed/>` or `<failed/>`.
+    Resuming,
 }
 
 /// The inspectable state of a [`ClientConnection`].
@@ -174,6 +277,12 @@ pub struct ClientConnection {
     bound: Option<FullJid>,
     /// How SASL succeeded.
     authenticated: Option<sasl::Authenticated>,
+    /// Stream management on this stream, once enabled or resumed.
+    sm: Option<ActiveSm>,
+    /// The session to resume instead of binding (until resumed or refused).
+    resuming: Option<Resumption>,
+    /// A lost session that can be resumed (after `Closed`).
+    resumption: Option<Resumption>,
 }
 
 impl ClientConnection {
@@ -205,11 +314,58 @@ impl ClientConnection {
             probe: None,
             bound: None,
             authenticated: None,
+            sm: None,
+            resuming: None,
+            resumption: None,
             rng,
             config,
         };
         conn.send_header(now);
         conn
+    }
+
+    /// Starts a connection that resumes the stream-management session of a
+    /// lost one (XEP-0198 §5) instead of binding a resource: after TLS and
+    /// SASL it sends `<resume/>`. On success the connection reports
+    /// [`ClientEvent::Resumed`] and sends again what the server had not
+    /// handled; if the server refuses, it reports the stanzas whose fate is
+    /// unknown as [`ClientEvent::Unacknowledged`] and binds a resource as
+    /// usual ([`ClientEvent::Online`]).
+    pub fn resume(
+        config: ClientConfig,
+        resumption: Resumption,
+        rng: SeededRng,
+        now: Instant,
+    ) -> Self {
+        let mut conn = ClientConnection::new(config, rng, now);
+        if resumption.jid.to_bare() == conn.config.jid {
+            conn.resuming = Some(resumption);
+        } else {
+            conn.out.event(ClientEvent::Unacknowledged(
+                resumption.into_unacknowledged(),
+            ));
+        }
+        conn
+    }
+
+    /// After the connection was lost (closed by end of input or dead-peer
+    /// timeout, not by a clean close or an error), the resumable
+    /// stream-management session, once. `None` when there is none: then
+    /// every unconfirmed stanza was reported as
+    /// [`ClientEvent::Unacknowledged`] before [`ClientEvent::Closed`].
+    pub fn take_resumption(&mut self) -> Option<Resumption> {
+        self.resumption.take()
+    }
+
+    /// Stream management on this stream (counters and the stanzas not yet
+    /// acknowledged), once enabled or resumed.
+    pub fn stream_management(&self) -> Option<&SmSession> {
+        self.sm.as_ref().map(|sm| &sm.session)
+    }
+
+    /// The resumption id, when stream management is on and resumable.
+    pub fn resumption_id(&self) -> Option<&str> {
+        self.sm.as_ref().and_then(|sm| sm.id.as_deref())
     }
 
     /// The state: negotiating (and where), online, closing, or closed and why.
@@ -299,7 +455,8 @@ impl ClientConnection {
                     Some(sent) => sent + d,
                     None => self.last_received + d,
                 });
-                [keepalive, dead_peer].into_iter().flatten().min()
+                let ack = self.sm_ack_deadline();
+                [keepalive, dead_peer, ack].into_iter().flatten().min()
             }
         }
     }
@@ -338,6 +495,9 @@ impl ClientConnection {
                         None => {}
                     }
                 }
+                if self.sm_ack_deadline().is_some_and(|d| now >= d) {
+                    self.request_ack(now);
+                }
                 if let Some(k) = t.keepalive
                     && now >= self.last_sent + k
                 {
@@ -368,6 +528,17 @@ impl ClientConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = now;
+        if let Some(sm) = self.sm.as_mut() {
+            sm.session.sent(now, stanza);
+            let policy = self.sm_policy();
+            if self
+                .sm
+                .as_ref()
+                .is_some_and(|sm| sm.session.wants_request(&policy))
+            {
+                self.request_ack(now);
+            }
+        }
         Ok(id)
     }
 
@@ -377,9 +548,46 @@ impl ClientConnection {
         match self.state {
             ClientState::Closed(_) | ClientState::Closing => {}
             _ => {
+                // XEP-0198: tell the server what we handled and ask what it
+                // handled, so the close leaves nothing uncertain.
+                if let Some(sm) = &self.sm {
+                    let ack = SmNonza::Ack {
+                        h: sm.session.inbound(),
+                    };
+                    let want_ack = sm.session.unacked_len() > 0;
+                    if !self.send(&ack.to_element()) {
+                        return;
+                    }
+                    if want_ack && !self.send(&SmNonza::Request.to_element()) {
+                        return;
+                    }
+                }
                 self.writer.write_close(self.out.bytes());
                 self.state = ClientState::Closing;
                 self.close_deadline = Some(now + self.config.timeouts.close);
+            }
+        }
+    }
+
+    fn sm_policy(&self) -> AckPolicy {
+        self.config
+            .stream_management
+            .map(|c| c.acks)
+            .unwrap_or_default()
+    }
+
+    fn sm_ack_deadline(&self) -> Option<Instant> {
+        let policy = self.sm_policy();
+        self.sm
+            .as_ref()
+            .and_then(|sm| sm.session.request_deadline(&policy))
+    }
+
+    fn request_ack(&mut self, now: Instant) {
+        if self.send(&SmNonza::Request.to_element()) {
+            self.last_sent = now;
+            if let Some(sm) = self.sm.as_mut() {
+                sm.session.requested();
             }
         }
     }
@@ -409,7 +617,17 @@ impl ClientConnection {
     #[must_use]
     fn send(&mut self, element: &Element) -> bool {
         match self.writer.write_element(element, self.out.bytes()) {
-            Ok(()) => true,
+            Ok(()) => {
+                // A stanza of our own (a ping answer, a probe) counts for
+                // stream management like the host's.
+                if let Some(sm) = self.sm.as_mut()
+                    && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
+                {
+                    sm.session
+                        .sent(self.last_received.max(self.last_sent), stanza);
+                }
+                true
+            }
             Err(e) => {
                 self.writer.write_close(self.out.bytes());
                 self.finish(CloseReason::PolicyRefused(format!(
@@ -467,7 +685,12 @@ impl ClientConnection {
                     ClientState::Online { jid } => self.handle_online(now, &jid, el),
                     // Stanzas after our close may still be processed (RFC 6120 §4.4).
                     ClientState::Closing => {
-                        if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
+                        if el.ns() == NS_SM {
+                            self.handle_sm(now, &el);
+                        } else if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
+                            if let Some(sm) = self.sm.as_mut() {
+                                sm.session.handled_inbound();
+                            }
                             self.out.event(ClientEvent::Stanza(stanza));
                         }
                     }
@@ -526,6 +749,16 @@ impl ClientConnection {
             Phase::Authenticating if el.ns() == ns::XMPP_SASL => self.handle_sasl(now, &el),
             Phase::Binding | Phase::Session if el.is("iq", ns::JABBER_CLIENT) => {
                 self.handle_bind_reply(now, phase, el)
+            }
+            Phase::Enabling | Phase::Resuming if el.ns() == NS_SM => {
+                self.handle_sm_negotiation(now, phase, &el)
+            }
+            // The server may send stanzas before it answers `<enable/>`;
+            // they are not counted (counting starts at `<enabled/>`).
+            Phase::Enabling if el.ns() == ns::JABBER_CLIENT => {
+                if let Ok(stanza) = Stanza::from_element(el, ns::JABBER_CLIENT) {
+                    self.out.event(ClientEvent::Stanza(stanza));
+                }
             }
             _ => self.violation(
                 StreamErrorCondition::BadFormat,
@@ -591,6 +824,24 @@ impl ClientConnection {
                 }
             }
             return;
+        }
+        if let Some(resumption) = &self.resuming {
+            if self.features.stream_management {
+                let resume = SmNonza::Resume {
+                    previd: resumption.id.clone(),
+                    h: resumption.session.inbound(),
+                };
+                if self.send(&resume.to_element()) {
+                    self.state = ClientState::Negotiating(Phase::Resuming);
+                }
+                return;
+            }
+            // The server no longer offers stream management: the old
+            // session cannot be resumed.
+            if let Some(resumption) = self.resuming.take() {
+                let lost = resumption.into_unacknowledged();
+                self.out.event(ClientEvent::Unacknowledged(lost));
+            }
         }
         if self.features.bind {
             self.request_id = self.rng.token(16);
@@ -746,13 +997,191 @@ impl ClientConnection {
             self.state = ClientState::Negotiating(Phase::Session);
             return;
         }
+        self.bound_ready(now, jid);
+    }
+
+    /// A resource is bound (and the session established): enable stream
+    /// management if the server offers it, else go online.
+    fn bound_ready(&mut self, now: Instant, jid: FullJid) {
+        if let Some(sm) = self.config.stream_management
+            && self.features.stream_management
+        {
+            let enable = SmNonza::Enable {
+                resume: sm.resume,
+                max: sm.max,
+            };
+            if self.send(&enable.to_element()) {
+                self.bound = Some(jid);
+                self.state = ClientState::Negotiating(Phase::Enabling);
+            }
+            return;
+        }
+        self.go_online(now, jid);
+    }
+
+    fn go_online(&mut self, now: Instant, jid: FullJid) {
         self.negotiation_deadline = None;
         self.last_received = now;
         self.state = ClientState::Online { jid: jid.clone() };
         self.out.event(ClientEvent::Online { jid });
     }
 
+    /// `<enabled/>`, `<resumed/>` or `<failed/>` while enabling or resuming.
+    fn handle_sm_negotiation(&mut self, now: Instant, phase: Phase, el: &Element) {
+        let nonza = match SmNonza::from_element(el) {
+            Ok(n) => n,
+            Err(e) => return self.violation(StreamErrorCondition::BadFormat, &e.to_string()),
+        };
+        match (phase, nonza) {
+            (
+                Phase::Enabling,
+                SmNonza::Enabled {
+                    id,
+                    resume,
+                    max,
+                    location,
+                },
+            ) => {
+                if let Some(jid) = self.bound.take() {
+                    self.sm = Some(ActiveSm {
+                        session: SmSession::new(),
+                        jid: jid.clone(),
+                        id: id.filter(|_| resume),
+                        max,
+                        location,
+                    });
+                    self.go_online(now, jid);
+                }
+            }
+            (Phase::Enabling, SmNonza::Failed { .. }) => {
+                // Stream management refused: go on without it.
+                if let Some(jid) = self.bound.take() {
+                    self.go_online(now, jid);
+                }
+            }
+            (Phase::Resuming, SmNonza::Resumed { previd, h }) => {
+                let Some(mut resumption) = self.resuming.take() else {
+                    return;
+                };
+                if previd != resumption.id {
+                    return self.violation(
+                        StreamErrorCondition::BadFormat,
+                        "<resumed/> for another session",
+                    );
+                }
+                match resumption.session.acknowledge_at(now, h) {
+                    Ok(acked) if acked.is_empty() => {}
+                    Ok(acked) => self.out.event(ClientEvent::Acknowledged(acked)),
+                    Err(e) => {
+                        self.resuming = Some(resumption);
+                        let error = e.to_stream_error();
+                        return self
+                            .fail_with(error.clone(), CloseReason::ProtocolViolation(error));
+                    }
+                }
+                // Send again, in order, what the server had not handled.
+                let mut session = resumption.session;
+                for stanza in session.resend(now) {
+                    if self
+                        .writer
+                        .write_element(stanza.element(), self.out.bytes())
+                        .is_err()
+                    {
+                        // It was written once; it cannot fail now.
+                        continue;
+                    }
+                }
+                let jid = resumption.jid;
+                self.sm = Some(ActiveSm {
+                    session,
+                    jid: jid.clone(),
+                    id: Some(resumption.id),
+                    max: resumption.max,
+                    location: resumption.location,
+                });
+                self.negotiation_deadline = None;
+                self.last_received = now;
+                self.last_sent = now;
+                self.state = ClientState::Online { jid: jid.clone() };
+                self.out.event(ClientEvent::Resumed { jid });
+                let policy = self.sm_policy();
+                if self
+                    .sm
+                    .as_ref()
+                    .is_some_and(|sm| sm.session.wants_request(&policy))
+                {
+                    self.request_ack(now);
+                }
+            }
+            (Phase::Resuming, SmNonza::Failed { h, .. }) => {
+                let Some(mut resumption) = self.resuming.take() else {
+                    return;
+                };
+                // A `h` on a failed resume still tells what the server
+                // handled; a bogus one is ignored (the session is over).
+                if let Some(h) = h
+                    && let Ok(acked) = resumption.session.acknowledge(h)
+                    && !acked.is_empty()
+                {
+                    self.out.event(ClientEvent::Acknowledged(acked));
+                }
+                let lost = resumption.into_unacknowledged();
+                if !lost.is_empty() {
+                    self.out.event(ClientEvent::Unacknowledged(lost));
+                }
+                self.negotiate();
+            }
+            (_, other) => self.violation(
+                StreamErrorCondition::BadFormat,
+                &format!("unexpected <{}/> while negotiating", other.name()),
+            ),
+        }
+    }
+
+    /// `<r/>` and `<a/>` on an established stream.
+    fn handle_sm(&mut self, now: Instant, el: &Element) {
+        if self.sm.is_none() {
+            return self.violation(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "stream management is not enabled",
+            );
+        }
+        let nonza = match SmNonza::from_element(el) {
+            Ok(n) => n,
+            Err(e) => return self.violation(StreamErrorCondition::BadFormat, &e.to_string()),
+        };
+        match nonza {
+            SmNonza::Request => {
+                let h = self.sm.as_ref().map_or(0, |sm| sm.session.inbound());
+                if self.state != ClientState::Closing && self.send(&SmNonza::Ack { h }.to_element())
+                {
+                    self.last_sent = now;
+                }
+            }
+            SmNonza::Ack { h } => {
+                let Some(sm) = self.sm.as_mut() else {
+                    return;
+                };
+                match sm.session.acknowledge_at(now, h) {
+                    Ok(acked) if acked.is_empty() => {}
+                    Ok(acked) => self.out.event(ClientEvent::Acknowledged(acked)),
+                    Err(e) => {
+                        let error = e.to_stream_error();
+                        self.fail_with(error.clone(), CloseReason::ProtocolViolation(error));
+                    }
+                }
+            }
+            other => self.violation(
+                StreamErrorCondition::BadFormat,
+                &format!("unexpected <{}/> on an established stream", other.name()),
+            ),
+        }
+    }
+
     fn handle_online(&mut self, now: Instant, jid: &FullJid, el: Element) {
+        if el.ns() == NS_SM {
+            return self.handle_sm(now, &el);
+        }
         let stanza = match Stanza::from_element(el, ns::JABBER_CLIENT) {
             Ok(s) => s,
             Err(not) => {
@@ -763,6 +1192,10 @@ impl ClientConnection {
                 return;
             }
         };
+        // Every stanza is handled here: given to the host or answered.
+        if let Some(sm) = self.sm.as_mut() {
+            sm.session.handled_inbound();
+        }
         let from_server = stanza
             .from()
             .is_none_or(|f| f == jid.domain() || f == jid.to_bare().as_str());
@@ -832,6 +1265,46 @@ impl ClientConnection {
     fn finish(&mut self, reason: CloseReason) {
         if matches!(self.state, ClientState::Closed(_)) {
             return;
+        }
+        // Stream management: a lost connection keeps a resumable session
+        // for `take_resumption`; any other end reports what stays
+        // unconfirmed.
+        let lost_transport = matches!(
+            reason,
+            CloseReason::Eof | CloseReason::PeerTimeout | CloseReason::NegotiationTimeout
+        );
+        let resumable = match self.sm.take() {
+            Some(ActiveSm {
+                id: Some(id),
+                session,
+                jid,
+                max,
+                location,
+            }) => Some(Resumption {
+                id,
+                jid,
+                max,
+                location,
+                session,
+            }),
+            Some(mut sm) => {
+                let lost = sm.session.take_unacked();
+                if !lost.is_empty() {
+                    self.out.event(ClientEvent::Unacknowledged(lost));
+                }
+                None
+            }
+            None => None,
+        };
+        for resumption in [self.resuming.take(), resumable].into_iter().flatten() {
+            if lost_transport {
+                self.resumption = Some(resumption);
+            } else {
+                let lost = resumption.into_unacknowledged();
+                if !lost.is_empty() {
+                    self.out.event(ClientEvent::Unacknowledged(lost));
+                }
+            }
         }
         self.state = ClientState::Closed(reason.clone());
         self.sasl = None;

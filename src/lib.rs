@@ -20,6 +20,7 @@
 //! | [`client`] | [`client::ClientConnection`]: the initiating side of a c2s stream |
 //! | [`server`] | [`server::ServerConnection`]: the receiving side of a c2s stream |
 //! | [`router`] | [`router::Router`]: pure routing decisions (RFC 6120 §10, RFC 6121 §8) |
+//! | [`im`] | IM logic around the router: rosters, subscriptions, presence (RFC 6121 §2–§4, App. A); blocking, disco and caps, offline messages, carbons |
 //! | [`rng`] | the host-seeded random source |
 //!
 //! ## The host loop
@@ -48,7 +49,15 @@
 //!         }
 //!         Output::Event(ClientEvent::Online { jid }) => { /* ready: send stanzas */ }
 //!         Output::Event(ClientEvent::Stanza(stanza)) => { /* a message, presence or iq */ }
-//!         Output::Event(ClientEvent::Closed(reason)) => { /* done; state() keeps the reason */ }
+//!         // Stream management (XEP-0198): the server confirmed these stanzas …
+//!         Output::Event(ClientEvent::Acknowledged(stanzas)) => {}
+//!         // … or they were never confirmed and the session is over.
+//!         Output::Event(ClientEvent::Unacknowledged(stanzas)) => { /* resend or report */ }
+//!         Output::Event(ClientEvent::Resumed { jid }) => { /* a lost session goes on */ }
+//!         Output::Event(ClientEvent::Closed(reason)) => {
+//!             /* done; state() keeps the reason; after a lost connection,
+//!                conn.take_resumption() feeds ClientConnection::resume */
+//!         }
 //!     }
 //! }
 //! if let Some(deadline) = conn.poll_timeout() {
@@ -71,12 +80,14 @@
 
 pub mod client;
 pub mod error;
+pub mod im;
 pub mod jid;
 pub mod ns;
 pub mod rng;
 pub mod router;
 pub mod sasl;
 pub mod server;
+pub mod sm;
 pub mod stanza;
 pub mod stream;
 pub mod xml;

@@ -90,6 +90,7 @@ use crate::sasl::{
     self, CredentialLookup, Identity, Mechanism, SaslCondition, SaslFeatures, ServerSession,
     ServerStep, TlsInfo,
 };
+use crate::sm::{AckPolicy, NS_SM, SmNonza, SmSession};
 use crate::stanza::{IqType, NotAStanza, PresenceType, Stanza, StanzaKind};
 use crate::stream::features::{Feature, offered};
 use crate::stream::{
@@ -128,6 +129,97 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     /// Advertise legacy `<session><optional/></session>` (default `true`).
     pub offer_session: bool,
+    /// Stream management (XEP-0198); `None` does not offer it. Default: on,
+    /// resumable for 5 minutes.
+    pub stream_management: Option<ServerSmConfig>,
+}
+
+/// Stream management (XEP-0198) settings of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSmConfig {
+    /// Offer resumption when the client asks for it.
+    pub resume: bool,
+    /// The longest a detached session is kept for resumption (the client's
+    /// `max` can only shorten it). Default 300 s.
+    pub max_resume: Duration,
+    /// Most stanzas kept unacknowledged; a client that lets more pile up
+    /// is disconnected with `resource-constraint` (its stanzas are then
+    /// available from [`ServerConnection::take_unacknowledged`]).
+    /// Default 1000.
+    pub max_unacked: usize,
+    /// When to ask the client for acknowledgements.
+    pub acks: AckPolicy,
+}
+
+impl Default for ServerSmConfig {
+    fn default() -> Self {
+        ServerSmConfig {
+            resume: true,
+            max_resume: Duration::from_secs(300),
+            max_unacked: 1000,
+            acks: AckPolicy::default(),
+        }
+    }
+}
+
+/// A stream-management session whose connection was lost, kept by the host
+/// so the client can resume it (XEP-0198 §5) until
+/// [`expires_at`](Self::expires_at). Take it from the old connection with
+/// [`ServerConnection::detach`]; give it to the new one with
+/// [`Answer::Resume`]. Stanzas routed to the session meanwhile go into it
+/// with [`queue`](Self::queue); if it expires, the host handles
+/// [`into_unacknowledged`](Self::into_unacknowledged) by
+/// [`crate::sm::Disposition`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetachedSession {
+    id: String,
+    jid: FullJid,
+    session: SmSession,
+    expires_at: Instant,
+}
+
+impl DetachedSession {
+    /// The resumption id (`previd` in the client's `<resume/>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The session's full JID.
+    pub fn jid(&self) -> &FullJid {
+        &self.jid
+    }
+
+    /// When resumption stops being possible.
+    pub fn expires_at(&self) -> Instant {
+        self.expires_at
+    }
+
+    /// Counters and the stanzas waiting for the client.
+    pub fn session(&self) -> &SmSession {
+        &self.session
+    }
+
+    /// Queues a stanza routed to the session while it is detached: it is
+    /// sent on resumption, or handed back on expiry.
+    pub fn queue(&mut self, stanza: Stanza) {
+        self.session.queue(stanza);
+    }
+
+    /// The session is over: every stanza the client never acknowledged
+    /// (sent before the loss or queued since), oldest first.
+    pub fn into_unacknowledged(mut self) -> Vec<Stanza> {
+        self.session.take_unacked()
+    }
+}
+
+/// Stream management on the current stream.
+#[derive(Debug)]
+struct ServerSm {
+    session: SmSession,
+    /// Resumption id, when resumable.
+    id: Option<String>,
+    /// How long a detached session is kept.
+    max: Duration,
 }
 
 impl ServerConfig {
@@ -144,6 +236,7 @@ impl ServerConfig {
             pre_auth_limits: ReaderLimits::pre_auth(),
             max_auth_failures: 3,
             offer_session: true,
+            stream_management: Some(ServerSmConfig::default()),
         }
     }
 }
@@ -179,15 +272,32 @@ pub enum Request {
         /// this machine; `None` is kept for hosts that want to generate.
         requested: Option<String>,
     },
+    /// The client asks to resume a stream-management session (XEP-0198 §5)
+    /// instead of binding. Answer with [`Answer::Resume`]: the
+    /// [`DetachedSession`] with this id if the host keeps one and it has
+    /// not expired — if its connection still looks alive, close that one
+    /// (e.g. [`ServerConnection::close_with_error`] with `conflict`) and
+    /// [`ServerConnection::detach`] it first — or `None`. The machine checks
+    /// that the session belongs to this account; another account's session
+    /// is refused exactly like an unknown id (`item-not-found`).
+    Resume {
+        /// Localpart of the authenticated account.
+        username: String,
+        /// The resumption id the client gave.
+        previd: String,
+    },
 }
 
 /// The host's answer to a [`Request`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// For [`Request::Credentials`].
     Credentials(CredentialLookup),
     /// For [`Request::Bind`].
     Bind(BindAnswer),
+    /// For [`Request::Resume`]: the detached session, or `None` when there
+    /// is no such session (any more).
+    Resume(Option<Box<DetachedSession>>),
 }
 
 /// The host's decision on a bind request.
@@ -231,6 +341,20 @@ pub enum ServerEvent {
     Bound {
         /// The session's full JID.
         jid: FullJid,
+    },
+    /// Stream management was enabled on the bound session.
+    StreamManagementEnabled {
+        /// The resumption id when the session is resumable.
+        resumption_id: Option<String>,
+    },
+    /// A detached session was resumed on this connection (instead of
+    /// `Bound`): the stream is ready for stanzas as `jid`, the stanzas the
+    /// client had not acknowledged were sent again.
+    Resumed {
+        /// The session's full JID.
+        jid: FullJid,
+        /// The resumption id (unchanged).
+        resumption_id: String,
     },
     /// A stanza from the client: validated, `from` stamped.
     Stanza(Stanza),
@@ -285,6 +409,7 @@ enum Phase {
 enum Pending {
     Credentials,
     Bind(Box<Stanza>),
+    Resume { previd: String, h: u32 },
 }
 
 /// The server side of one client-to-server stream.
@@ -321,6 +446,7 @@ pub struct ServerConnection {
     ping_ids: VecDeque<String>,
     ping_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
+    sm: Option<ServerSm>,
 }
 
 impl std::fmt::Debug for ServerConnection {
@@ -393,6 +519,7 @@ impl ServerConnection {
             ping_ids: VecDeque::new(),
             ping_deadline: None,
             close_deadline: None,
+            sm: None,
         };
         conn.set_phase(Phase::AwaitHeader);
         conn
@@ -478,6 +605,9 @@ impl ServerConnection {
                 }
             }
         }
+        if self.phase == Phase::Ready && self.sm_ack_deadline().is_some_and(|d| now >= d) {
+            self.request_ack();
+        }
         if let Some(keepalive) = self.config.timeouts.keepalive
             && self.stream_open()
             && after(self.last_sent, keepalive).is_some_and(|d| now >= d)
@@ -503,12 +633,15 @@ impl ServerConnection {
                 let mut next = None;
                 if phase != Phase::Ready {
                     next = self.negotiation_deadline;
-                } else if let Some(dead_peer) = timeouts.dead_peer {
-                    let probe = match self.ping_deadline {
-                        Some(d) => Some(d),
-                        None => after(self.last_received, dead_peer),
-                    };
-                    next = min_deadline(next, probe);
+                } else {
+                    if let Some(dead_peer) = timeouts.dead_peer {
+                        let probe = match self.ping_deadline {
+                            Some(d) => Some(d),
+                            None => after(self.last_received, dead_peer),
+                        };
+                        next = min_deadline(next, probe);
+                    }
+                    next = min_deadline(next, self.sm_ack_deadline());
                 }
                 if let Some(keepalive) = timeouts.keepalive
                     && self.stream_open()
@@ -542,7 +675,14 @@ impl ServerConnection {
             _ => return Err(UsageError::UnknownRequest(id.0)),
         }
         let credentials = matches!(self.pending, Some((_, Pending::Credentials)));
+        let is_bind = matches!(self.pending, Some((_, Pending::Bind(_))));
         match answer {
+            Answer::Resume(detached) => {
+                let Some((_, Pending::Resume { previd, h })) = self.pending.take() else {
+                    return Err(UsageError::WrongAnswer(id.0));
+                };
+                self.on_resume_answer(now, &previd, h, detached);
+            }
             Answer::Credentials(lookup) if credentials => {
                 self.pending = None;
                 let step = match self.sasl.as_mut() {
@@ -554,7 +694,7 @@ impl ServerConnection {
                 };
                 self.on_step(step);
             }
-            Answer::Bind(bind) if !credentials => {
+            Answer::Bind(bind) if is_bind => {
                 if let BindAnswer::Bound { resource } = &bind {
                     let (Some(account), Some(domain)) = (&self.account, &self.domain) else {
                         return Err(UsageError::WrongAnswer(id.0));
@@ -594,7 +734,37 @@ impl ServerConnection {
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = self.last_now;
+        if let Some(sm) = self.sm.as_mut() {
+            sm.session.sent(self.last_now, stanza.clone());
+            let config = self.config.stream_management.unwrap_or_default();
+            if sm.session.unacked_len() > config.max_unacked {
+                let error = StreamError::new(StreamErrorCondition::ResourceConstraint)
+                    .with_text("too many unacknowledged stanzas");
+                self.fatal(
+                    error,
+                    CloseReason::PolicyRefused(
+                        "the client does not acknowledge stanzas".to_owned(),
+                    ),
+                );
+            } else if sm.session.wants_request(&config.acks) {
+                self.request_ack();
+            }
+        }
         Ok(())
+    }
+
+    fn sm_ack_deadline(&self) -> Option<Instant> {
+        let policy = self.config.stream_management.unwrap_or_default().acks;
+        self.sm
+            .as_ref()
+            .and_then(|sm| sm.session.request_deadline(&policy))
+    }
+
+    fn request_ack(&mut self) {
+        self.write(&SmNonza::Request.to_element());
+        if let Some(sm) = self.sm.as_mut() {
+            sm.session.requested();
+        }
     }
 
     /// Closes the stream: sends `</stream:stream>` (after a header if none
@@ -669,6 +839,61 @@ impl ServerConnection {
         self.pending.as_ref().map(|(id, _)| *id)
     }
 
+    /// Stream management on this stream (counters, unacknowledged
+    /// stanzas), once enabled or resumed.
+    pub fn stream_management(&self) -> Option<&SmSession> {
+        self.sm.as_ref().map(|sm| &sm.session)
+    }
+
+    /// The resumption id, when stream management is on and resumable.
+    pub fn resumption_id(&self) -> Option<&str> {
+        self.sm.as_ref().and_then(|sm| sm.id.as_deref())
+    }
+
+    /// After the connection closed because it was lost (end of input,
+    /// dead-peer timeout) or closed by the host with a stream error (e.g.
+    /// `conflict` when a resume takes over a zombie connection): the
+    /// resumable stream-management session, once, to keep until it
+    /// expires. `None` if the session was not resumable, ended cleanly or
+    /// by a protocol error, or was taken already; then use
+    /// [`take_unacknowledged`](Self::take_unacknowledged).
+    pub fn detach(&mut self) -> Option<DetachedSession> {
+        let ServerState::Closed(reason) = &self.state else {
+            return None;
+        };
+        if !matches!(
+            reason,
+            CloseReason::Eof | CloseReason::PeerTimeout | CloseReason::HostStreamError(_)
+        ) {
+            return None;
+        }
+        let jid = self.jid.clone()?;
+        self.sm.as_ref()?.id.as_ref()?;
+        let sm = self.sm.take()?;
+        let expires_at = self.last_now.checked_add(sm.max).unwrap_or(self.last_now);
+        Some(DetachedSession {
+            id: sm.id?,
+            jid,
+            session: sm.session,
+            expires_at,
+        })
+    }
+
+    /// After the connection closed (and unless it was
+    /// [`detach`](Self::detach)ed): the stanzas sent to the client that it
+    /// never acknowledged, oldest first, for the host to handle by
+    /// [`crate::sm::Disposition`] (re-route messages, bounce iq requests).
+    /// Empty without stream management: then nothing is known.
+    pub fn take_unacknowledged(&mut self) -> Vec<Stanza> {
+        if !matches!(self.state, ServerState::Closed(_)) {
+            return Vec::new();
+        }
+        self.sm
+            .take()
+            .map(|mut sm| sm.session.take_unacked())
+            .unwrap_or_default()
+    }
+
     // ------------------------------------------------------------------
     // State and output helpers
     // ------------------------------------------------------------------
@@ -714,12 +939,19 @@ impl ServerConnection {
         self.header_sent && self.writable()
     }
 
+    /// Writes an element the machine built. A stanza (an error reply, a
+    /// ping, a session result) counts for stream management like any other.
     fn write(&mut self, element: &Element) {
         if !self.writable() {
             return;
         }
         if self.writer.write_element(element, self.out.bytes()).is_ok() {
             self.last_sent = self.last_now;
+            if let Some(sm) = self.sm.as_mut()
+                && let Ok(stanza) = Stanza::from_element(element.clone(), ns::JABBER_CLIENT)
+            {
+                sm.session.sent(self.last_now, stanza);
+            }
         }
     }
 
@@ -942,6 +1174,9 @@ impl ServerConnection {
                         features.session = Some(true);
                     }
                 }
+                Feature::StreamManagement => {
+                    features.stream_management = self.config.stream_management.is_some();
+                }
             }
         }
         if !self.negotiated.authenticated {
@@ -997,6 +1232,9 @@ impl ServerConnection {
         }
         if element.ns() == ns::XMPP_SASL {
             return self.on_sasl(&element);
+        }
+        if element.ns() == NS_SM {
+            return self.on_sm(element);
         }
         match Stanza::from_element(element, ns::JABBER_CLIENT) {
             Ok(_) => self.violation(
@@ -1168,6 +1406,9 @@ impl ServerConnection {
     }
 
     fn on_pre_bind(&mut self, element: Element) {
+        if element.ns() == NS_SM {
+            return self.on_sm(element);
+        }
         match Stanza::from_element(element, ns::JABBER_CLIENT) {
             Ok(stanza) => {
                 if stanza.kind() == StanzaKind::Iq
@@ -1268,13 +1509,194 @@ impl ServerConnection {
     }
 
     fn on_ready(&mut self, element: Element) {
+        if element.ns() == NS_SM {
+            return self.on_sm(element);
+        }
         match Stanza::from_element(element, ns::JABBER_CLIENT) {
-            Ok(stanza) => self.on_stanza(stanza),
+            Ok(stanza) => {
+                // Every stanza is handled here: reported to the host,
+                // answered, or bounced with a stanza error.
+                if let Some(sm) = self.sm.as_mut() {
+                    sm.session.handled_inbound();
+                }
+                self.on_stanza(stanza)
+            }
             Err(NotAStanza(element)) => self.other_element(&element),
         }
     }
 
+    /// Refuses an `<enable/>` or `<resume/>` with `<failed/>`.
+    fn sm_failed(&mut self, condition: StanzaErrorCondition) {
+        self.write(&SmNonza::Failed { h: None, condition }.to_element());
+    }
+
+    /// A stream management element (XEP-0198) in any phase.
+    fn on_sm(&mut self, element: Element) {
+        let nonza = match SmNonza::from_element(&element) {
+            Ok(n) => n,
+            Err(e) => return self.violation(StreamErrorCondition::BadFormat, e.to_string()),
+        };
+        let Some(config) = self.config.stream_management else {
+            return match nonza {
+                SmNonza::Enable { .. } | SmNonza::Resume { .. } => {
+                    self.sm_failed(StanzaErrorCondition::FeatureNotImplemented)
+                }
+                _ => self.other_element(&element),
+            };
+        };
+        match nonza {
+            SmNonza::Enable { resume, max } => {
+                if self.phase != Phase::Ready || self.sm.is_some() {
+                    // Before binding, or a second time (XEP-0198 §3).
+                    return self.sm_failed(StanzaErrorCondition::UnexpectedRequest);
+                }
+                let resumable = resume && config.resume;
+                let max_resume = max
+                    .map(|m| Duration::from_secs(m.into()).min(config.max_resume))
+                    .unwrap_or(config.max_resume);
+                let id = resumable.then(|| self.rng.token(STREAM_ID_LEN));
+                let enabled = SmNonza::Enabled {
+                    id: id.clone(),
+                    resume: resumable,
+                    max: resumable.then(|| u32::try_from(max_resume.as_secs()).unwrap_or(u32::MAX)),
+                    location: None,
+                };
+                self.write(&enabled.to_element());
+                self.sm = Some(ServerSm {
+                    session: SmSession::new(),
+                    id: id.clone(),
+                    max: max_resume,
+                });
+                self.out
+                    .event(ServerEvent::StreamManagementEnabled { resumption_id: id });
+            }
+            SmNonza::Resume { previd, h } => {
+                // Only after authentication and instead of binding.
+                let (Phase::PreBind, Some(username)) = (self.phase, self.account.clone()) else {
+                    return self.sm_failed(StanzaErrorCondition::UnexpectedRequest);
+                };
+                if !config.resume {
+                    return self.sm_failed(StanzaErrorCondition::ItemNotFound);
+                }
+                self.request(
+                    Pending::Resume {
+                        previd: previd.clone(),
+                        h,
+                    },
+                    Request::Resume { username, previd },
+                );
+            }
+            SmNonza::Request if self.sm.is_some() => {
+                let h = self.sm.as_ref().map_or(0, |sm| sm.session.inbound());
+                self.write(&SmNonza::Ack { h }.to_element());
+            }
+            SmNonza::Ack { h } if self.sm.is_some() => {
+                let now = self.last_now;
+                let Some(sm) = self.sm.as_mut() else {
+                    return;
+                };
+                if let Err(e) = sm.session.acknowledge_at(now, h) {
+                    let error = e.to_stream_error();
+                    self.fatal(error.clone(), CloseReason::ProtocolViolation(error));
+                }
+            }
+            SmNonza::Request | SmNonza::Ack { .. } => self.violation(
+                StreamErrorCondition::UnsupportedStanzaType,
+                "stream management is not enabled",
+            ),
+            SmNonza::Enabled { .. } | SmNonza::Resumed { .. } | SmNonza::Failed { .. } => self
+                .violation(
+                    StreamErrorCondition::UnsupportedStanzaType,
+                    "a client does not send that stream management element",
+                ),
+        }
+    }
+
+    /// The host's answer to a `<resume/>`.
+    fn on_resume_answer(
+        &mut self,
+        now: Instant,
+        previd: &str,
+        h: u32,
+        detached: Option<Box<DetachedSession>>,
+    ) {
+        let owner_ok = |d: &DetachedSession| {
+            d.id == previd
+                && d.jid.node() == self.account.as_deref()
+                && Some(d.jid.domain()) == self.domain.as_deref()
+        };
+        let Some(detached) = detached.filter(|d| owner_ok(d)) else {
+            return self.sm_failed(StanzaErrorCondition::ItemNotFound);
+        };
+        let DetachedSession {
+            id,
+            jid,
+            mut session,
+            ..
+        } = *detached;
+        let max = self
+            .config
+            .stream_management
+            .map(|c| c.max_resume)
+            .unwrap_or_default();
+        if let Err(e) = session.acknowledge_at(now, h) {
+            // Keep the queue for take_unacknowledged.
+            self.sm = Some(ServerSm {
+                session,
+                id: None,
+                max,
+            });
+            self.jid = Some(jid);
+            let error = e.to_stream_error();
+            return self.fatal(error.clone(), CloseReason::ProtocolViolation(error));
+        }
+        let resumed = SmNonza::Resumed {
+            previd: id.clone(),
+            h: session.inbound(),
+        };
+        self.write(&resumed.to_element());
+        for stanza in session.resend(now) {
+            if self.writable() {
+                // Each was written once already; they cannot fail now.
+                let _ = self
+                    .writer
+                    .write_element(stanza.element(), self.out.bytes());
+            }
+        }
+        self.sm = Some(ServerSm {
+            session,
+            id: Some(id.clone()),
+            max,
+        });
+        self.jid = Some(jid.clone());
+        self.negotiated.bound = true;
+        self.last_received = now;
+        self.last_sent = now;
+        self.set_phase(Phase::Ready);
+        self.out.event(ServerEvent::Resumed {
+            jid,
+            resumption_id: id,
+        });
+        let acks = self.config.stream_management.unwrap_or_default().acks;
+        if self
+            .sm
+            .as_ref()
+            .is_some_and(|sm| sm.session.wants_request(&acks))
+        {
+            self.request_ack();
+        }
+    }
+
     fn on_closing(&mut self, element: Element) {
+        if element.ns() == NS_SM {
+            // After our close only acknowledgements still matter.
+            if let (Ok(SmNonza::Ack { h }), Some(sm)) =
+                (SmNonza::from_element(&element), self.sm.as_mut())
+            {
+                let _ = sm.session.acknowledge_at(self.last_now, h);
+            }
+            return;
+        }
         if self.jid.is_none() {
             if element.is("error", ns::STREAMS) {
                 self.other_element(&element);

@@ -289,6 +289,9 @@ fn full_negotiation_against_a_live_fake_server() {
             ClientEvent::StartTls { .. } => "starttls",
             ClientEvent::Online { .. } => "online",
             ClientEvent::Stanza(_) => "stanza",
+            ClientEvent::Resumed { .. } => "resumed",
+            ClientEvent::Acknowledged(_) => "acknowledged",
+            ClientEvent::Unacknowledged(_) => "unacknowledged",
             ClientEvent::Closed(_) => "closed",
         })
         .collect();

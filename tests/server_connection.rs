@@ -19,8 +19,8 @@ use xmpp_sansio::sasl::{
     SaslFeatures, ScramHash, StoredCredentials, TlsInfo, TlsVersion,
 };
 use xmpp_sansio::server::{
-    Answer, BindAnswer, NegotiationStage, Request, RequestId, ServerConfig, ServerConnection,
-    ServerEvent, ServerState,
+    Answer, BindAnswer, DetachedSession, NegotiationStage, Request, RequestId, ServerConfig,
+    ServerConnection, ServerEvent, ServerState,
 };
 use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::stream::{CloseReason, Input, Negotiated, Output, Policy, UsageError};
@@ -148,6 +148,8 @@ struct Host {
     parser: OutParser,
     auto_answer: bool,
     bind: BindPolicy,
+    /// The answer to a resume request.
+    detached: Option<Box<DetachedSession>>,
 }
 
 impl Host {
@@ -163,6 +165,7 @@ impl Host {
             bind: Box::new(|_, r| BindAnswer::Bound {
                 resource: r.unwrap_or("generated").to_owned(),
             }),
+            detached: None,
         }
     }
 
@@ -209,7 +212,7 @@ impl Host {
                     if self.auto_answer {
                         let answer = match &request {
                             Request::Credentials { username, .. } => {
-                                Answer::Credentials(if username == USER {
+                                Answer::Credentials(if username == USER || username == "romeo" {
                                     CredentialLookup::Found(creds())
                                 } else {
                                     CredentialLookup::NotFound
@@ -219,6 +222,7 @@ impl Host {
                                 username,
                                 requested,
                             } => Answer::Bind((self.bind)(username, requested.as_deref())),
+                            Request::Resume { .. } => Answer::Resume(self.detached.take()),
                         };
                         self.conn.answer(self.now, id, answer).unwrap();
                     }
@@ -1272,7 +1276,7 @@ fn unknown_first_level_elements_are_unsupported_stanza_type() {
     for (setup, el) in [
         (0, "<foo xmlns='urn:example'/>"),
         (1, "<foo xmlns='urn:example'/>"),
-        (2, "<enable xmlns='urn:xmpp:sm:3'/>"),
+        (2, "<enabled xmlns='urn:xmpp:sm:3'/>"),
         (2, "<bogus/>"),
         (2, "<stream:features/>"),
         (0, "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"),
@@ -1750,6 +1754,7 @@ fn two_hundred_sessions_exchange_messages() {
                             Request::Bind { requested, .. } => Answer::Bind(BindAnswer::Bound {
                                 resource: requested.unwrap(),
                             }),
+                            Request::Resume { .. } => Answer::Resume(None),
                         };
                         conn.answer(start, id, answer).unwrap();
                     }
@@ -1816,4 +1821,415 @@ fn two_hundred_sessions_exchange_messages() {
 /// A stream header to parse a fragment of server output on its own.
 fn crate_header_bytes() -> Vec<u8> {
     b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".to_vec()
+}
+
+// ----------------------------------------------------------------------
+// Stream management (XEP-0198)
+// ----------------------------------------------------------------------
+
+const SM: &str = "urn:xmpp:sm:3";
+
+fn sm_elements(h: &Host) -> Vec<Element> {
+    h.parser
+        .frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Element(e) if e.ns() == SM => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_sm(h: &Host) -> Element {
+    sm_elements(h).pop().expect("a stream management element")
+}
+
+fn body(e: &Element) -> String {
+    e.get_child("body", ns::JABBER_CLIENT)
+        .map(Element::text)
+        .unwrap_or_default()
+}
+
+fn failed_condition(e: &Element) -> Option<String> {
+    (e.name() == "failed").then(|| e.children().next().unwrap().name().to_owned())
+}
+
+fn enabled() -> Host {
+    let mut h = Host::bound();
+    h.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    let e = last_sm(&h);
+    assert_eq!(e.name(), "enabled");
+    assert_eq!(e.attr("resume"), Some("true"));
+    assert_eq!(e.attr("max"), Some("300"));
+    let id = e.attr("id").unwrap().to_owned();
+    assert!(id.len() >= 16);
+    assert!(h.events.contains(&ServerEvent::StreamManagementEnabled {
+        resumption_id: Some(id)
+    }));
+    h
+}
+
+fn message_to_client(n: u32) -> Stanza {
+    let mut s = Stanza::chat(
+        &"juliet@example.org/balcony".parse().unwrap(),
+        &n.to_string(),
+    );
+    s.set_from(Some("romeo@example.net/orchard"));
+    s
+}
+
+#[test]
+fn sm_is_offered_with_bind_and_enable_before_bind_fails() {
+    let mut h = Host::authenticated();
+    let features = h
+        .parser
+        .frames
+        .iter()
+        .rev()
+        .find_map(|f| match f {
+            Frame::Element(e) if e.is("features", ns::STREAMS) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(features.has_child("sm", SM));
+    h.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("unexpected-request")
+    );
+    // The stream goes on: binding still works.
+    h.send(&bind_iq("b1", Some("balcony")));
+    assert_eq!(h.conn.state(), &ServerState::Ready);
+}
+
+#[test]
+fn sm_enable_twice_fails_and_r_right_after_enable_is_zero() {
+    let mut h = enabled();
+    h.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(last_sm(&h).attr("h"), Some("0"));
+    h.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("unexpected-request")
+    );
+    assert_eq!(h.conn.state(), &ServerState::Ready);
+}
+
+#[test]
+fn sm_only_stanzas_count() {
+    let mut h = enabled();
+    h.send("<message to='romeo@example.net'><body>1</body></message>  \n");
+    h.send("<a xmlns='urn:xmpp:sm:3' h='0'/>");
+    h.send("<presence/>");
+    h.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(last_sm(&h).attr("h"), Some("2"));
+    // An iq the server answers itself (bad request) is handled too.
+    h.send("<iq type='get' id='x'/>");
+    h.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(last_sm(&h).attr("h"), Some("3"));
+    assert_eq!(h.conn.stream_management().unwrap().inbound(), 3);
+}
+
+#[test]
+fn sm_outbound_is_queued_acknowledged_and_requested() {
+    let mut h = enabled();
+    for n in 0..5 {
+        h.conn.send_stanza(&message_to_client(n)).unwrap();
+    }
+    h.drain();
+    // The default policy asks for an ack after 5 stanzas.
+    assert_eq!(last_sm(&h).name(), "r");
+    let sm = h.conn.stream_management().unwrap();
+    assert_eq!((sm.outbound(), sm.unacked_len()), (5, 5));
+    h.send("<a xmlns='urn:xmpp:sm:3' h='3'/>");
+    let sm = h.conn.stream_management().unwrap();
+    assert_eq!((sm.acked(), sm.unacked_len()), (3, 2));
+    let left: Vec<_> = sm.unacked().map(|s| body(s.element())).collect();
+    assert_eq!(left, ["3", "4"]);
+    // An ack going backwards or beyond what was sent is a stream error.
+    h.send("<a xmlns='urn:xmpp:sm:3' h='6'/>");
+    assert_eq!(
+        h.stream_error(),
+        Some(StreamErrorCondition::UndefinedCondition)
+    );
+    let error = h
+        .parser
+        .frames
+        .iter()
+        .find_map(|f| match f {
+            Frame::Element(e) if e.is("error", ns::STREAMS) => Some(e.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let app = error.get_child("handled-count-too-high", SM).unwrap();
+    assert_eq!(
+        (app.attr("h"), app.attr("send-count")),
+        (Some("6"), Some("5"))
+    );
+    // Closed by a protocol error: not resumable, the queue is handed back.
+    assert!(h.conn.detach().is_none());
+    assert_eq!(h.conn.take_unacknowledged().len(), 2);
+}
+
+#[test]
+fn sm_ack_request_by_time() {
+    let mut h = enabled();
+    h.conn.send_stanza(&message_to_client(1)).unwrap();
+    h.drain();
+    assert_ne!(last_sm(&h).name(), "r");
+    let deadline = h.conn.poll_timeout().unwrap();
+    assert!(deadline <= h.now + Duration::from_secs(10));
+    h.advance(Duration::from_secs(10));
+    assert_eq!(last_sm(&h).name(), "r");
+}
+
+#[test]
+fn sm_bad_elements_are_stream_errors() {
+    for el in [
+        "<a xmlns='urn:xmpp:sm:3'/>",
+        "<a xmlns='urn:xmpp:sm:3' h='-1'/>",
+        "<a xmlns='urn:xmpp:sm:3' h='4294967296'/>",
+        "<a xmlns='urn:xmpp:sm:3' h='+1'/>",
+        "<enable xmlns='urn:xmpp:sm:3' resume='yes'/>",
+        "<bogus xmlns='urn:xmpp:sm:3'/>",
+    ] {
+        let mut h = enabled();
+        h.send(el);
+        assert_eq!(
+            h.stream_error(),
+            Some(StreamErrorCondition::BadFormat),
+            "{el}"
+        );
+    }
+    // <r/> and <a/> before enabling.
+    let mut h = Host::bound();
+    h.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_violation(&h, StreamErrorCondition::UnsupportedStanzaType);
+}
+
+#[test]
+fn sm_resume_before_auth_or_after_bind_fails() {
+    let mut h = tls_stream();
+    h.send("<resume xmlns='urn:xmpp:sm:3' previd='abc' h='0'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("unexpected-request")
+    );
+    assert!(h.closed_reason().is_none());
+    let mut h = Host::bound();
+    h.send("<resume xmlns='urn:xmpp:sm:3' previd='abc' h='0'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("unexpected-request")
+    );
+}
+
+#[test]
+fn sm_resume_unknown_id_is_item_not_found() {
+    let mut h = Host::authenticated();
+    h.send("<resume xmlns='urn:xmpp:sm:3' previd='nope' h='0'/>");
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        ServerEvent::Request { request: Request::Resume { username, previd }, .. }
+            if username == USER && previd == "nope"
+    )));
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("item-not-found")
+    );
+    // The client can still bind.
+    h.send(&bind_iq("b1", None));
+    assert_eq!(h.conn.state(), &ServerState::Ready);
+}
+
+/// A session with stanzas 0..5 sent, 0..2 acknowledged, 3 received from the
+/// client, then the connection lost.
+fn lost_session() -> (DetachedSession, String) {
+    let mut h = enabled();
+    let id = h.conn.resumption_id().unwrap().to_owned();
+    for n in 0..5 {
+        h.conn.send_stanza(&message_to_client(n)).unwrap();
+    }
+    h.send("<a xmlns='urn:xmpp:sm:3' h='2'/>");
+    for n in 0..3 {
+        h.send(&format!(
+            "<message to='romeo@example.net'><body>{n}</body></message>"
+        ));
+    }
+    h.conn.handle_input(h.now, Input::Eof).unwrap();
+    h.drain();
+    assert_eq!(h.closed_reason(), Some(CloseReason::Eof));
+    let detached = h.conn.detach().expect("resumable");
+    assert!(h.conn.detach().is_none(), "only once");
+    assert_eq!(detached.id(), id);
+    assert_eq!(detached.jid(), &juliet());
+    assert_eq!(detached.expires_at(), h.now + Duration::from_secs(300));
+    (detached, id)
+}
+
+#[test]
+fn sm_resume_retransmits_what_the_client_did_not_handle() {
+    let (mut detached, id) = lost_session();
+    // Routed to the session while it was detached.
+    detached.queue(message_to_client(5));
+    let mut h = Host::authenticated();
+    h.detached = Some(Box::new(detached));
+    let before = h.parser.frames.len();
+    // The client handled 0..4 (one more than it acknowledged).
+    h.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='4'/>"
+    ));
+    let after: Vec<Element> = h.parser.frames[before..]
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Element(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(after[0].name(), "resumed");
+    assert_eq!(after[0].attr("previd"), Some(id.as_str()));
+    // The server handled the client's three messages.
+    assert_eq!(after[0].attr("h"), Some("3"));
+    let bodies: Vec<String> = after[1..]
+        .iter()
+        .filter(|e| e.name() == "message")
+        .map(body)
+        .collect();
+    assert_eq!(bodies, ["4", "5"]);
+    assert_eq!(h.conn.state(), &ServerState::Ready);
+    assert_eq!(h.conn.jid(), Some(&juliet()));
+    assert!(h.events.contains(&ServerEvent::Resumed {
+        jid: juliet(),
+        resumption_id: id.clone()
+    }));
+    // Counters go on from where they were.
+    h.send("<r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(last_sm(&h).attr("h"), Some("3"));
+    h.send("<message to='romeo@example.net'><body>3</body></message><r xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(last_sm(&h).attr("h"), Some("4"));
+    let sm = h.conn.stream_management().unwrap();
+    assert_eq!((sm.outbound(), sm.acked(), sm.unacked_len()), (6, 4, 2));
+}
+
+#[test]
+fn sm_resume_of_another_account_is_item_not_found() {
+    let (detached, id) = lost_session();
+    // romeo authenticates and presents juliet's resumption id; a careless
+    // host hands over juliet's session. The machine refuses it exactly like
+    // an unknown id.
+    let mut h = Host::new();
+    h.send(&header());
+    h.send(STARTTLS);
+    h.send(&header());
+    h.send(&plain_auth("romeo", PASSWORD));
+    h.send(&header());
+    h.detached = Some(Box::new(detached.clone()));
+    h.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+    ));
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("item-not-found")
+    );
+    assert!(h.conn.jid().is_none());
+    // juliet asking for another id than the session handed over: refused.
+    let mut h = Host::authenticated();
+    h.detached = Some(Box::new(detached));
+    h.send("<resume xmlns='urn:xmpp:sm:3' previd='other-id' h='0'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("item-not-found")
+    );
+}
+
+#[test]
+fn sm_resume_with_too_high_h_is_a_stream_error_and_keeps_the_queue() {
+    let (detached, id) = lost_session();
+    let mut h = Host::authenticated();
+    h.detached = Some(Box::new(detached));
+    h.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='9'/>"
+    ));
+    assert_eq!(
+        h.stream_error(),
+        Some(StreamErrorCondition::UndefinedCondition)
+    );
+    // Nothing lost: the host gets the three unacknowledged stanzas back.
+    let left: Vec<String> = h
+        .conn
+        .take_unacknowledged()
+        .iter()
+        .map(|s| body(s.element()))
+        .collect();
+    assert_eq!(left, ["2", "3", "4"]);
+}
+
+#[test]
+fn sm_clean_close_is_not_resumable_and_hands_back_the_queue() {
+    let mut h = enabled();
+    h.conn.send_stanza(&message_to_client(0)).unwrap();
+    h.send(CLOSE);
+    assert_eq!(h.closed_reason(), Some(CloseReason::Closed));
+    assert!(h.conn.detach().is_none());
+    assert_eq!(h.conn.take_unacknowledged().len(), 1);
+    assert!(h.conn.take_unacknowledged().is_empty());
+}
+
+#[test]
+fn sm_zombie_closed_by_the_host_can_be_detached() {
+    let mut h = enabled();
+    h.conn.send_stanza(&message_to_client(0)).unwrap();
+    h.conn.close_with_error(
+        h.now,
+        StreamError::new(StreamErrorCondition::Conflict).with_text("resumed elsewhere"),
+    );
+    h.drain();
+    let d = h
+        .conn
+        .detach()
+        .expect("detachable after a host stream error");
+    assert_eq!(d.session().unacked_len(), 1);
+}
+
+#[test]
+fn sm_disabled_server_refuses_enable_and_does_not_offer_it() {
+    let mut c = config();
+    c.stream_management = None;
+    let mut h = Host::with(c, TlsInfo::plaintext());
+    h.send(&header());
+    h.send(STARTTLS);
+    h.send(&header());
+    h.send(&plain_auth(USER, PASSWORD));
+    h.send(&header());
+    h.send(&bind_iq("b1", Some("balcony")));
+    assert!(!h.parser.frames.iter().any(
+        |f| matches!(f, Frame::Element(e) if e.is("features", ns::STREAMS) && e.has_child("sm", SM))
+    ));
+    h.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    assert_eq!(
+        failed_condition(&last_sm(&h)).as_deref(),
+        Some("feature-not-implemented")
+    );
+}
+
+#[test]
+fn sm_resume_not_requested_gives_no_id_and_no_detach() {
+    let mut h = Host::bound();
+    h.send("<enable xmlns='urn:xmpp:sm:3'/>");
+    let e = last_sm(&h);
+    assert_eq!((e.attr("id"), e.attr("resume")), (None, None));
+    h.conn.handle_input(h.now, Input::Eof).unwrap();
+    h.drain();
+    assert!(h.conn.detach().is_none());
+}
+
+#[test]
+fn sm_client_max_shortens_the_resumption_time() {
+    let mut h = Host::bound();
+    h.send("<enable xmlns='urn:xmpp:sm:3' resume='1' max='60'/>");
+    assert_eq!(last_sm(&h).attr("max"), Some("60"));
+    h.conn.handle_input(h.now, Input::Eof).unwrap();
+    h.drain();
+    let d = h.conn.detach().unwrap();
+    assert_eq!(d.expires_at(), h.now + Duration::from_secs(60));
 }

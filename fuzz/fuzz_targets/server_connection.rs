@@ -91,6 +91,7 @@ impl Host {
                                 resource: "gen".into(),
                             },
                         }),
+                        Request::Resume { .. } => Answer::Resume(None),
                     };
                     self.conn.answer(self.now, id, answer).unwrap();
                 }

@@ -115,6 +115,9 @@ pub enum Feature {
     Bind,
     /// Legacy session establishment (RFC 3921 §3).
     Session,
+    /// Stream management (XEP-0198): offered with bind; `<enable/>` comes
+    /// after binding, `<resume/>` instead of it.
+    StreamManagement,
 }
 
 /// What a c2s stream has negotiated so far.
@@ -190,6 +193,12 @@ pub const C2S_FEATURES: &[FeatureRule] = &[
         restarts: false,
         available: |n, _| n.authenticated && !n.bound,
     },
+    FeatureRule {
+        feature: Feature::StreamManagement,
+        necessary: false,
+        restarts: false,
+        available: |n, _| n.authenticated && !n.bound,
+    },
 ];
 
 /// The features to offer in the current state, in table order.
@@ -216,7 +225,10 @@ mod tests {
         n.tls = true;
         assert_eq!(offered(&n, &p), [Feature::Sasl]);
         n.authenticated = true;
-        assert_eq!(offered(&n, &p), [Feature::Bind, Feature::Session]);
+        assert_eq!(
+            offered(&n, &p),
+            [Feature::Bind, Feature::Session, Feature::StreamManagement]
+        );
         n.bound = true;
         assert!(offered(&n, &p).is_empty());
         let loopback = Policy {
