@@ -50,8 +50,10 @@ use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
 use xmpp_sansio::sasl::{self, Identity, Mechanism, ScramHash, TlsInfo};
 use xmpp_sansio::server::{
-    Answer, BindAnswer, Request, ServerConfig, ServerConnection, ServerEvent,
+    Answer, BindAnswer, DetachedSession, Request, ServerConfig, ServerConnection, ServerEvent,
+    ServerState,
 };
+use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::stream::{CloseReason, Input, Output};
 use xmpp_sansio::{BareJid, FullJid};
 
@@ -59,6 +61,8 @@ use xmpp_sansio::{BareJid, FullJid};
 const DEMO_USERS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
 /// TLS handshake limit (STARTTLS and direct TLS).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a resume waits for the old connection to give the session up.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that takes longer than this to accept our bytes is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long sessions get to close on shutdown.
@@ -209,11 +213,6 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // The XMPP configuration.
     let mut config = ServerConfig::new(domain.clone(), secret);
     config.sasl.unknown_user_iterations = iterations;
-    // Stream management with acknowledgements, but without resumption until
-    // this host keeps detached sessions.
-    if let Some(sm) = config.stream_management.as_mut() {
-        sm.resume = false;
-    }
     if args.allow_plaintext_loopback {
         config.policy.require_tls = false;
         config.sasl.allow_plain_without_tls = true;
@@ -355,11 +354,29 @@ async fn connection(
 ) {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     info!(session = id, %peer, direct_tls, "connected");
-    match session(&ctx, id, tcp, direct_tls).await {
+    let mut left = Leftovers::default();
+    match session(&ctx, id, tcp, direct_tls, &mut left).await {
         Ok(reason) => info!(session = id, reason = %reason, "closed"),
         Err(e) => info!(session = id, error = %e, "connection ended"),
     }
-    let _ = to_hub(&ctx, HubMsg::Gone { id }).await;
+    let _ = to_hub(
+        &ctx,
+        HubMsg::Gone {
+            id,
+            detached: left.detached.map(Box::new),
+            unacked: left.unacked,
+        },
+    )
+    .await;
+}
+
+/// What a closed connection leaves to the hub (XEP-0198).
+#[derive(Default)]
+struct Leftovers {
+    /// The resumable session, when the connection was lost.
+    detached: Option<DetachedSession>,
+    /// Stanzas the client never acknowledged, when not resumable.
+    unacked: Vec<Stanza>,
 }
 
 /// A login attempt whose outcome is not known yet.
@@ -380,6 +397,7 @@ async fn session(
     id: SessionId,
     tcp: TcpStream,
     direct_tls: bool,
+    left: &mut Leftovers,
 ) -> Result<CloseReason, BoxError> {
     tcp.set_nodelay(true)?;
     let mailbox = Arc::new(Mailbox::default());
@@ -406,6 +424,25 @@ async fn session(
         conn.handle_input(Instant::now(), Input::Received(&early))?;
     }
     drop(early);
+    let result = drive(ctx, id, &mut conn, &mut socket, &mailbox).await;
+    if !matches!(conn.state(), ServerState::Closed(_)) {
+        // An I/O error ended it: for the machine the connection is lost.
+        let _ = conn.handle_input(Instant::now(), Input::Eof);
+        while conn.poll_output().is_some() {}
+    }
+    left.detached = conn.detach();
+    left.unacked = conn.take_unacknowledged();
+    result
+}
+
+/// Runs the connection until it closes.
+async fn drive(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    mailbox: &Mailbox,
+) -> Result<CloseReason, BoxError> {
     let mut attempt: Option<AuthAttempt> = None;
     let mut eof = false;
     loop {
@@ -413,8 +450,8 @@ async fn session(
             match output {
                 Output::Transmit(bytes) => socket.send(&bytes)?,
                 Output::Event(ServerEvent::StartTls { buffered }) => {
-                    flush(&mut socket).await?;
-                    let (info, early) = start_tls(ctx, &mut socket, &buffered).await?;
+                    flush(socket).await?;
+                    let (info, early) = start_tls(ctx, socket, &buffered).await?;
                     debug!(session = id, version = ?info.version, "STARTTLS established");
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
                     if !early.is_empty() {
@@ -450,19 +487,25 @@ async fn session(
                             None => common::os_rng()?.token(16),
                         };
                         let answer =
-                            Box::pin(bind_answer(ctx, id, &conn, &username, resource)).await?;
+                            Box::pin(bind_answer(ctx, id, conn, &username, resource)).await?;
                         conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
                     }
-                    // This host keeps no detached sessions (resumption is
-                    // not offered), so there is nothing to resume.
-                    Request::Resume { .. } => {
-                        conn.answer(Instant::now(), rid, Answer::Resume(None))?;
+                    Request::Resume { username, previd } => {
+                        let detached = Box::pin(resume_answer(ctx, id, username, previd)).await?;
+                        conn.answer(Instant::now(), rid, Answer::Resume(detached))?;
                     }
                 },
-                Output::Event(ServerEvent::StreamManagementEnabled { .. }) => {
-                    debug!("stream management enabled");
+                Output::Event(ServerEvent::StreamManagementEnabled { resumption_id }) => {
+                    debug!(
+                        session = id,
+                        resumable = resumption_id.is_some(),
+                        "stream management enabled"
+                    );
+                    to_hub(ctx, HubMsg::SmEnabled { id, resumption_id }).await?;
                 }
-                Output::Event(ServerEvent::Resumed { jid, .. }) => debug!(%jid, "resumed"),
+                Output::Event(ServerEvent::Resumed { jid, .. }) => {
+                    info!(session = id, %jid, "session resumed");
+                }
                 Output::Event(ServerEvent::Authenticated { identity }) => {
                     let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
                     match identity {
@@ -486,12 +529,12 @@ async fn session(
                 }
             }
         }
-        flush(&mut socket).await?;
+        flush(socket).await?;
         let deadline = conn.poll_timeout();
         tokio::select! {
             ready = socket.readable(), if !eof => {
                 ready?;
-                if let Read::Eof(error) = socket.read(&mut conn, Instant::now())? {
+                if let Read::Eof(error) = socket.read(conn, Instant::now())? {
                     if let Some(e) = error {
                         debug!(session = id, error = %e, "read failed");
                     }
@@ -550,6 +593,32 @@ async fn start_tls(
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
         .map_err(|_| "TLS handshake timed out")?
+}
+
+/// Asks the hub for the detached session `previd` (it may first have to
+/// close a connection that still holds it; bounded by [`RESUME_TIMEOUT`]).
+async fn resume_answer(
+    ctx: &Ctx,
+    id: SessionId,
+    username: String,
+    previd: String,
+) -> Result<Option<Box<DetachedSession>>, BoxError> {
+    let (reply, answer) = oneshot::channel();
+    to_hub(
+        ctx,
+        HubMsg::Resume {
+            id,
+            username,
+            previd,
+            reply,
+        },
+    )
+    .await?;
+    Ok(tokio::time::timeout(RESUME_TIMEOUT, answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten())
 }
 
 async fn bind_answer(

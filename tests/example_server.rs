@@ -400,6 +400,40 @@ fn hundred_messages_arrive_complete_and_in_order() {
     );
 }
 
+/// XEP-0198: alice's connection dies without a closing tag after 5
+/// messages; she resumes the session on a new connection and sends 5 more.
+/// bob gets all 10 exactly once, in order; the server logs the resumption.
+#[test]
+fn a_dropped_connection_is_resumed_without_loss_or_duplicates() {
+    let work = TempDir::new("resume");
+    let server = Server::start(&work.0, "1", &[]);
+
+    let mut listen = server.client("bob", "builder");
+    listen.args(["listen", "--count", "10"]);
+    let mut bob = Background::spawn(listen);
+
+    let mut alice = server.client("alice", "wonderland");
+    alice.args(["resume-check", "bob@localhost", "--count", "5"]);
+    let out = run(alice);
+    out.ok("alice resume-check");
+    assert!(
+        out.stdout.contains("resumed; all 10 messages acknowledged"),
+        "{}",
+        out.stdout
+    );
+
+    let got = bob.finish(CLIENT_TIMEOUT);
+    got.ok("bob listen --count 10");
+    let bodies: Vec<String> = got
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, b)| b.to_owned()))
+        .collect();
+    let expected: Vec<String> = (1..=10).map(|i| format!("resume {i}")).collect();
+    assert_eq!(bodies, expected, "bob's output:\n{}", got.stdout);
+    assert!(server.log().contains("session resumed"), "{}", server.log());
+}
+
 #[test]
 fn disco_ping_and_direct_tls() {
     let work = TempDir::new("disco");
