@@ -25,6 +25,8 @@
 mod common;
 #[path = "server/hub.rs"]
 mod hub;
+#[path = "server/io.rs"]
+mod io;
 #[path = "server/store.rs"]
 mod store;
 
@@ -37,20 +39,21 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
 
-use common::{Prefixed, Transport};
-use hub::{Hub, HubMsg, OUTBOX_CAPACITY};
+use hub::{Hub, HubMsg, Mailbox};
+use io::{Read, Socket};
 use store::Store;
-use xmpp_sansio::error::{StanzaErrorCondition, StreamError};
+use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
 use xmpp_sansio::sasl::{self, Identity, Mechanism, ScramHash, TlsInfo};
 use xmpp_sansio::server::{
-    Answer, BindAnswer, Request, ServerConfig, ServerConnection, ServerEvent,
+    Answer, BindAnswer, DetachedSession, Request, ServerConfig, ServerConnection, ServerEvent,
+    ServerState,
 };
+use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::stream::{CloseReason, Input, Output};
 use xmpp_sansio::{BareJid, FullJid};
 
@@ -58,6 +61,8 @@ use xmpp_sansio::{BareJid, FullJid};
 const DEMO_USERS: [(&str, &str); 2] = [("alice", "wonderland"), ("bob", "builder")];
 /// TLS handshake limit (STARTTLS and direct TLS).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a resume waits for the old connection to give the session up.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client that takes longer than this to accept our bytes is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long sessions get to close on shutdown.
@@ -118,7 +123,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// What every connection task shares.
 struct Ctx {
     config: Arc<ServerConfig>,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Arc<rustls::ServerConfig>,
     /// Our certificate (DER), for `tls-server-end-point`.
     cert_der: Vec<u8>,
     store: Arc<Store>,
@@ -197,21 +202,17 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let tls = tls_material(&args, &domain)?;
     let cert_der = tls.chain[0].to_vec();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut tls_config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(tls.chain.clone(), tls.key)
         .map_err(|e| format!("certificate/key rejected: {e}"))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config));
+    // Only for the tls-exporter channel binding (see server/io.rs).
+    tls_config.key_log = Arc::new(io::ExporterCapture);
 
     // The XMPP configuration.
     let mut config = ServerConfig::new(domain.clone(), secret);
     config.sasl.unknown_user_iterations = iterations;
-    // Stream management with acknowledgements, but without resumption until
-    // this host keeps detached sessions.
-    if let Some(sm) = config.stream_management.as_mut() {
-        sm.resume = false;
-    }
     if args.allow_plaintext_loopback {
         config.policy.require_tls = false;
         config.sasl.allow_plain_without_tls = true;
@@ -236,7 +237,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let hub_task = tokio::spawn(Hub::new(domain.clone(), policy, store.clone()).run(hub_rx));
     let ctx = Arc::new(Ctx {
         config: Arc::new(config),
-        acceptor,
+        tls: Arc::new(tls_config),
         cert_der,
         store: store.clone(),
         hub: hub_tx.clone(),
@@ -341,7 +342,9 @@ async fn accept_loop(
     }
 }
 
-/// One client connection, from accept to close.
+/// One client connection, from accept to close. Its log lines carry
+/// `session` (no tracing span: a span per connection costs ~0.4 KiB in the
+/// subscriber's registry for the connection's whole life).
 async fn connection(
     ctx: Arc<Ctx>,
     tcp: TcpStream,
@@ -350,28 +353,42 @@ async fn connection(
     _alive: mpsc::Sender<()>,
 ) {
     let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    let span = info_span!("c2s", session = id, %peer);
-    async move {
-        info!(direct_tls, "connected");
-        match session(&ctx, id, tcp, direct_tls).await {
-            Ok(reason) => info!(reason = %reason, "closed"),
-            Err(e) => info!(error = %e, "connection ended"),
-        }
-        let _ = ctx.hub.send(HubMsg::Gone { id }).await;
+    info!(session = id, %peer, direct_tls, "connected");
+    let mut left = Leftovers::default();
+    match session(&ctx, id, tcp, direct_tls, &mut left).await {
+        Ok(reason) => info!(session = id, reason = %reason, "closed"),
+        Err(e) => info!(session = id, error = %e, "connection ended"),
     }
-    .instrument(span)
+    let _ = to_hub(
+        &ctx,
+        HubMsg::Gone {
+            id,
+            detached: left.detached.map(Box::new),
+            unacked: left.unacked,
+        },
+    )
     .await;
+}
+
+/// What a closed connection leaves to the hub (XEP-0198).
+#[derive(Default)]
+struct Leftovers {
+    /// The resumable session, when the connection was lost.
+    detached: Option<DetachedSession>,
+    /// Stanzas the client never acknowledged, when not resumable.
+    unacked: Vec<Stanza>,
 }
 
 /// A login attempt whose outcome is not known yet.
 struct AuthAttempt {
+    session: SessionId,
     username: String,
     mechanism: Mechanism,
 }
 
 impl AuthAttempt {
     fn failed(self) {
-        warn!(user = %self.username, mechanism = self.mechanism.name(), "authentication failed");
+        warn!(session = self.session, user = %self.username, mechanism = self.mechanism.name(), "authentication failed");
     }
 }
 
@@ -380,46 +397,66 @@ async fn session(
     id: SessionId,
     tcp: TcpStream,
     direct_tls: bool,
+    left: &mut Leftovers,
 ) -> Result<CloseReason, BoxError> {
     tcp.set_nodelay(true)?;
-    let (outbox_tx, mut outbox) = mpsc::channel(OUTBOX_CAPACITY);
-    let (control_tx, mut control) = watch::channel(None::<StreamError>);
-    ctx.hub
-        .send(HubMsg::Register {
+    let mailbox = Arc::new(Mailbox::default());
+    to_hub(
+        ctx,
+        HubMsg::Register {
             id,
-            outbox: outbox_tx,
-            control: control_tx,
-        })
-        .await
-        .map_err(|_| "server is shutting down")?;
+            mailbox: mailbox.clone(),
+        },
+    )
+    .await?;
 
-    let (mut transport, tls) = if direct_tls {
-        let (transport, info) = accept_tls(ctx, tcp, Vec::new()).await?;
-        debug!(version = ?info.version, "direct TLS established");
-        (transport, info)
+    let mut socket = Socket::new(tcp);
+    let (tls, early) = if direct_tls {
+        let (info, early) = start_tls(ctx, &mut socket, &[]).await?;
+        debug!(session = id, version = ?info.version, "direct TLS established");
+        (info, early)
     } else {
-        (Transport::Plain(tcp), TlsInfo::plaintext())
+        (TlsInfo::plaintext(), Vec::new())
     };
-    let mut rng = common::os_rng()?;
     let mut conn =
         ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
-    let mut buf = vec![0u8; 16 * 1024];
+    if !early.is_empty() {
+        conn.handle_input(Instant::now(), Input::Received(&early))?;
+    }
+    drop(early);
+    let result = drive(ctx, id, &mut conn, &mut socket, &mailbox).await;
+    if !matches!(conn.state(), ServerState::Closed(_)) {
+        // An I/O error ended it: for the machine the connection is lost.
+        let _ = conn.handle_input(Instant::now(), Input::Eof);
+        while conn.poll_output().is_some() {}
+    }
+    left.detached = conn.detach();
+    left.unacked = conn.take_unacknowledged();
+    result
+}
+
+/// Runs the connection until it closes.
+async fn drive(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    mailbox: &Mailbox,
+) -> Result<CloseReason, BoxError> {
     let mut attempt: Option<AuthAttempt> = None;
+    let mut eof = false;
     loop {
         while let Some(output) = conn.poll_output() {
             match output {
-                Output::Transmit(bytes) => write(&mut transport, &bytes).await?,
+                Output::Transmit(bytes) => socket.send(&bytes)?,
                 Output::Event(ServerEvent::StartTls { buffered }) => {
-                    timed(transport.flush()).await?;
-                    let Transport::Plain(tcp) =
-                        std::mem::replace(&mut transport, Transport::Upgrading)
-                    else {
-                        return Err("STARTTLS on an encrypted connection".into());
-                    };
-                    let (t, info) = accept_tls(ctx, tcp, buffered.to_vec()).await?;
-                    debug!(version = ?info.version, "STARTTLS established");
-                    transport = t;
+                    flush(socket).await?;
+                    let (info, early) = start_tls(ctx, socket, &buffered).await?;
+                    debug!(session = id, version = ?info.version, "STARTTLS established");
                     conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
+                    if !early.is_empty() {
+                        conn.handle_input(Instant::now(), Input::Received(&early))?;
+                    }
                 }
                 Output::Event(ServerEvent::Request { id: rid, request }) => match request {
                     Request::Credentials {
@@ -433,8 +470,9 @@ async fn session(
                         // PLAIN verifies against the SHA-256 form.
                         let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
                         let lookup = ctx.store.lookup(&username, hash);
-                        debug!(user = %username, mechanism = mechanism.name(), "credentials looked up");
+                        debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
                         attempt = Some(AuthAttempt {
+                            session: id,
                             username,
                             mechanism,
                         });
@@ -444,80 +482,143 @@ async fn session(
                         username,
                         requested,
                     } => {
-                        let resource = requested.unwrap_or_else(|| rng.token(16));
-                        let answer = bind_answer(ctx, id, &conn, &username, resource).await?;
+                        let resource = match requested {
+                            Some(resource) => resource,
+                            None => common::os_rng()?.token(16),
+                        };
+                        let answer =
+                            Box::pin(bind_answer(ctx, id, conn, &username, resource)).await?;
                         conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
                     }
-                    // This host keeps no detached sessions (resumption is
-                    // not offered), so there is nothing to resume.
-                    Request::Resume { .. } => {
-                        conn.answer(Instant::now(), rid, Answer::Resume(None))?;
+                    Request::Resume { username, previd } => {
+                        let detached = Box::pin(resume_answer(ctx, id, username, previd)).await?;
+                        conn.answer(Instant::now(), rid, Answer::Resume(detached))?;
                     }
                 },
-                Output::Event(ServerEvent::StreamManagementEnabled { .. }) => {
-                    debug!("stream management enabled");
+                Output::Event(ServerEvent::StreamManagementEnabled { resumption_id }) => {
+                    debug!(
+                        session = id,
+                        resumable = resumption_id.is_some(),
+                        "stream management enabled"
+                    );
+                    to_hub(ctx, HubMsg::SmEnabled { id, resumption_id }).await?;
                 }
-                Output::Event(ServerEvent::Resumed { jid, .. }) => debug!(%jid, "resumed"),
+                Output::Event(ServerEvent::Resumed { jid, .. }) => {
+                    info!(session = id, %jid, "session resumed");
+                }
                 Output::Event(ServerEvent::Authenticated { identity }) => {
                     let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
                     match identity {
                         Identity::User { username, .. } => {
-                            info!(user = %username, mechanism, "authenticated");
+                            info!(session = id, user = %username, mechanism, "authenticated");
                         }
-                        other => info!(identity = ?other, mechanism, "authenticated"),
+                        other => info!(session = id, identity = ?other, mechanism, "authenticated"),
                     }
                 }
-                Output::Event(ServerEvent::Bound { jid }) => debug!(%jid, "ready"),
+                Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
                 Output::Event(ServerEvent::Stanza(stanza)) => {
-                    ctx.hub
-                        .send(HubMsg::Stanza { id, stanza })
-                        .await
-                        .map_err(|_| "server is shutting down")?;
+                    to_hub(ctx, HubMsg::Stanza { id, stanza }).await?;
                 }
                 Output::Event(ServerEvent::Closed(reason)) => {
                     if let Some(attempt) = attempt.take() {
                         attempt.failed();
                     }
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), transport.shutdown()).await;
+                    let shutdown = Box::pin(socket.shutdown());
+                    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
                     return Ok(reason);
                 }
             }
         }
-        timed(transport.flush()).await?;
+        flush(socket).await?;
         let deadline = conn.poll_timeout();
         tokio::select! {
-            read = transport.read(&mut buf) => {
-                let now = Instant::now();
-                match read {
-                    Ok(0) => conn.handle_input(now, Input::Eof)?,
-                    Ok(n) => conn.handle_input(now, Input::Received(&buf[..n]))?,
-                    Err(e) => {
-                        debug!(error = %e, "read failed");
-                        conn.handle_input(now, Input::Eof)?;
+            ready = socket.readable(), if !eof => {
+                ready?;
+                if let Read::Eof(error) = socket.read(conn, Instant::now())? {
+                    if let Some(e) = error {
+                        debug!(session = id, error = %e, "read failed");
                     }
+                    eof = true;
                 }
             }
             _ = common::sleep_until(deadline) => conn.handle_timeout(Instant::now()),
-            Some(stanza) = outbox.recv() => {
-                let _ = conn.send_stanza(&stanza);
-                // Take what else is waiting, so it goes out in one write.
-                for _ in 0..64 {
-                    match outbox.try_recv() {
-                        Ok(stanza) => { let _ = conn.send_stanza(&stanza); }
-                        Err(_) => break,
-                    }
-                }
-            }
-            Ok(()) = control.changed() => {
-                let error = control.borrow_and_update().clone();
-                if let Some(error) = error {
-                    info!(condition = error.condition.name(), "closing the session");
+            () = mailbox.changed() => {
+                if let Some(error) = mailbox.take_close() {
+                    info!(session = id, condition = error.condition.name(), "closing the session");
                     conn.close_with_error(Instant::now(), error);
                 }
+                // Up to 64 stanzas per round, so they go out in one write
+                // and reads are not starved.
+                for _ in 0..64 {
+                    let Some(stanza) = mailbox.pop() else { break };
+                    let _ = conn.send_stanza(&stanza);
+                }
+                mailbox.again_if_waiting();
             }
         }
     }
+}
+
+/// Hands a message to the hub. Only a full hub queue makes it wait, in a
+/// boxed future: the connection task's own state stays small.
+async fn to_hub(ctx: &Ctx, msg: HubMsg) -> Result<(), BoxError> {
+    let msg = match ctx.hub.try_send(msg) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Full(msg)) => msg,
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err("server is shutting down".into()),
+    };
+    Box::pin(ctx.hub.send(msg))
+        .await
+        .map_err(|_| "server is shutting down".into())
+}
+
+/// Writes what the socket has queued: at once when the socket takes it
+/// all, else waiting for it (boxed, bounded by [`WRITE_TIMEOUT`]).
+async fn flush(socket: &mut Socket) -> Result<(), BoxError> {
+    if socket.try_flush()? {
+        return Ok(());
+    }
+    Box::pin(timed(socket.flush())).await
+}
+
+/// The TLS handshake (STARTTLS or direct TLS), bounded by
+/// [`HANDSHAKE_TIMEOUT`]. Boxed: its state is large and lives only while it
+/// runs, not in every idle connection's task.
+async fn start_tls(
+    ctx: &Ctx,
+    socket: &mut Socket,
+    buffered: &[u8],
+) -> Result<(TlsInfo, Vec<u8>), BoxError> {
+    let handshake = Box::pin(socket.start_tls(&ctx.tls, &ctx.cert_der, buffered));
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| "TLS handshake timed out")?
+}
+
+/// Asks the hub for the detached session `previd` (it may first have to
+/// close a connection that still holds it; bounded by [`RESUME_TIMEOUT`]).
+async fn resume_answer(
+    ctx: &Ctx,
+    id: SessionId,
+    username: String,
+    previd: String,
+) -> Result<Option<Box<DetachedSession>>, BoxError> {
+    let (reply, answer) = oneshot::channel();
+    to_hub(
+        ctx,
+        HubMsg::Resume {
+            id,
+            username,
+            previd,
+            reply,
+        },
+    )
+    .await?;
+    Ok(tokio::time::timeout(RESUME_TIMEOUT, answer)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten())
 }
 
 async fn bind_answer(
@@ -543,26 +644,6 @@ async fn bind_answer(
             BindOutcome::AlreadyBound(_) => BindAnswer::Refused(StanzaErrorCondition::NotAllowed),
         },
     )
-}
-
-async fn accept_tls(
-    ctx: &Ctx,
-    tcp: TcpStream,
-    buffered: Vec<u8>,
-) -> Result<(Transport, TlsInfo), BoxError> {
-    let stream = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        ctx.acceptor.accept(Prefixed::new(buffered, tcp)),
-    )
-    .await
-    .map_err(|_| "TLS handshake timed out")?
-    .map_err(|e| format!("TLS handshake failed: {e}"))?;
-    let info = common::tls_info(stream.get_ref().1, Some(&ctx.cert_der));
-    Ok((Transport::ServerTls(Box::new(stream)), info))
-}
-
-async fn write(transport: &mut Transport, bytes: &[u8]) -> Result<(), BoxError> {
-    timed(transport.write_all(bytes)).await
 }
 
 async fn timed(io: impl std::future::Future<Output = std::io::Result<()>>) -> Result<(), BoxError> {

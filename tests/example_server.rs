@@ -400,6 +400,40 @@ fn hundred_messages_arrive_complete_and_in_order() {
     );
 }
 
+/// XEP-0198: alice's connection dies without a closing tag after 5
+/// messages; she resumes the session on a new connection and sends 5 more.
+/// bob gets all 10 exactly once, in order; the server logs the resumption.
+#[test]
+fn a_dropped_connection_is_resumed_without_loss_or_duplicates() {
+    let work = TempDir::new("resume");
+    let server = Server::start(&work.0, "1", &[]);
+
+    let mut listen = server.client("bob", "builder");
+    listen.args(["listen", "--count", "10"]);
+    let mut bob = Background::spawn(listen);
+
+    let mut alice = server.client("alice", "wonderland");
+    alice.args(["resume-check", "bob@localhost", "--count", "5"]);
+    let out = run(alice);
+    out.ok("alice resume-check");
+    assert!(
+        out.stdout.contains("resumed; all 10 messages acknowledged"),
+        "{}",
+        out.stdout
+    );
+
+    let got = bob.finish(CLIENT_TIMEOUT);
+    got.ok("bob listen --count 10");
+    let bodies: Vec<String> = got
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(": ").map(|(_, b)| b.to_owned()))
+        .collect();
+    let expected: Vec<String> = (1..=10).map(|i| format!("resume {i}")).collect();
+    assert_eq!(bodies, expected, "bob's output:\n{}", got.stdout);
+    assert!(server.log().contains("session resumed"), "{}", server.log());
+}
+
 #[test]
 fn disco_ping_and_direct_tls() {
     let work = TempDir::new("disco");
@@ -539,4 +573,39 @@ fn a_second_login_with_the_same_resource_replaces_the_first() {
         "the replaced session must end with an error"
     );
     assert!(out.stderr.contains("conflict"), "{}", out.stderr);
+}
+
+#[test]
+fn a_new_resource_learns_the_presence_of_the_others() {
+    let work = TempDir::new("presence");
+    let server = Server::start(&work.0, "1", &[]);
+    let mut listen = server.client("alice", "wonderland");
+    listen.args(["--resource", "one", "listen"]);
+    let mut one = Background::spawn(listen);
+
+    // `two` becomes available after `one`: the server sends it `one`'s
+    // last presence (kept by the hub, rebuilt from the JID and id), before
+    // bob's message, which ends it.
+    let mut listen = server.client("alice", "wonderland");
+    listen.args(["--resource", "two", "listen", "--count", "1"]);
+    let mut two = Background::spawn(listen);
+    let mut send = server.client("bob", "builder");
+    send.args(["send", "alice@localhost/two", "hello"]);
+    run(send).ok("bob send");
+
+    let got = two.finish(CLIENT_TIMEOUT);
+    got.ok("alice/two listen --count 1");
+    let presences: Vec<&str> = got
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("<- <presence"))
+        .collect();
+    assert!(
+        presences
+            .iter()
+            .any(|l| l.contains("from='alice@localhost/one'") && l.contains(" id=")),
+        "alice/two must receive alice/one's presence (with its id):\n{}",
+        got.stderr
+    );
+    drop(one.finish(Duration::ZERO));
 }

@@ -78,7 +78,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 pub enum Transport {
     Plain(TcpStream),
     ClientTls(Box<tokio_rustls::client::TlsStream<Prefixed<TcpStream>>>),
-    ServerTls(Box<tokio_rustls::server::TlsStream<Prefixed<TcpStream>>>),
     /// Only while an upgrade is in progress.
     Upgrading,
 }
@@ -92,7 +91,6 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::ClientTls(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::ServerTls(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Upgrading => Poll::Ready(Err(io::Error::other("transport is upgrading"))),
         }
     }
@@ -107,7 +105,6 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
             Transport::ClientTls(s) => Pin::new(s).poll_write(cx, data),
-            Transport::ServerTls(s) => Pin::new(s).poll_write(cx, data),
             Transport::Upgrading => Poll::Ready(Err(io::Error::other("transport is upgrading"))),
         }
     }
@@ -116,7 +113,6 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::ClientTls(s) => Pin::new(s).poll_flush(cx),
-            Transport::ServerTls(s) => Pin::new(s).poll_flush(cx),
             Transport::Upgrading => Poll::Ready(Ok(())),
         }
     }
@@ -125,7 +121,6 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::ClientTls(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::ServerTls(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Upgrading => Poll::Ready(Ok(())),
         }
     }

@@ -19,14 +19,30 @@
 //! | an account | subscription presence, probe | ignored (no rosters yet) |
 //! | — (presence without `to`) | available / unavailable | [`Router::set_presence`], then sent to each available resource of the user (the sender included); a newly available resource gets the others' last presence |
 
-use std::collections::HashMap;
-use std::sync::Arc;
+//!
+//! Stream management (XEP-0198): a connection that is lost with a
+//! resumable session leaves its [`DetachedSession`] here. The session stays
+//! bound in the router (and available to its contacts); stanzas routed to it
+//! are queued in it. A resume on a new connection (matched by resumption id
+//! and account, after closing a still-open old connection with `conflict`)
+//! moves the session to the new connection; when the resumption time is up
+//! the session ends: `unavailable` goes out and what the client never
+//! acknowledged is handled by [`Disposition`] (messages routed again, iq
+//! requests bounced, the rest dropped). A session that ends without
+//! resumption hands its unacknowledged stanzas over the same way.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Instant;
 
 use minidom::Element;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Decision, LocalTarget, Router, SessionId};
+use xmpp_sansio::server::DetachedSession;
+use xmpp_sansio::sm::Disposition;
 use xmpp_sansio::stanza::{IqType, PresenceType, Stanza, StanzaKind};
 use xmpp_sansio::stream::NS_PING;
 use xmpp_sansio::{BareJid, FullJid, ns};
@@ -39,16 +55,123 @@ pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// The features advertised on the domain: only what is implemented.
 pub const SERVER_FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_PING, NS_ROSTER, ns::XMPP_SESSION];
+/// Stanzas that may wait for a detached session (XEP-0198) before it is
+/// ended instead of kept for resumption.
+pub const DETACHED_QUEUE_LIMIT: usize = 1000;
 /// Stanzas that may wait for one session before it counts as stuck.
 pub const OUTBOX_CAPACITY: usize = 4096;
 
+/// What the hub hands one connection: stanzas to send and a request to
+/// close. It holds no allocation while empty (a bounded tokio mpsc channel
+/// allocates a block of 32 slots up front, ~4 KiB per session, and a watch
+/// channel ~0.4 KiB), which is what almost every session is almost always.
+/// The connection waits on it with [`changed`](Self::changed), a future of
+/// one pointer (a `Notified` is 64 bytes, in every idle connection's task).
+#[derive(Default)]
+pub struct Mailbox {
+    state: Mutex<MailboxState>,
+}
+
+#[derive(Default)]
+struct MailboxState {
+    stanzas: VecDeque<Stanza>,
+    close: Option<Box<StreamError>>,
+    /// Something happened since the connection last looked.
+    changed: bool,
+    /// The connection's task, when it waits.
+    waker: Option<Waker>,
+}
+
+impl MailboxState {
+    /// Marks a change; the caller wakes the returned task after unlocking.
+    #[must_use]
+    fn changed(&mut self) -> Option<Waker> {
+        self.changed = true;
+        self.waker.take()
+    }
+}
+
+impl Mailbox {
+    fn lock(&self) -> MutexGuard<'_, MailboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a stanza (hub side). Gives it back when
+    /// [`OUTBOX_CAPACITY`] stanzas are waiting already.
+    fn push(&self, stanza: Stanza) -> Result<(), Stanza> {
+        let mut state = self.lock();
+        if state.stanzas.len() >= OUTBOX_CAPACITY {
+            return Err(stanza);
+        }
+        state.stanzas.push_back(stanza);
+        let waker = state.changed();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Asks the connection to close the stream with `error` (hub side).
+    fn close(&self, error: StreamError) {
+        let mut state = self.lock();
+        state.close = Some(Box::new(error));
+        let waker = state.changed();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Waits until something happened since the last wait (connection
+    /// side; one waiting task at a time).
+    pub fn changed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            let mut state = self.lock();
+            if std::mem::take(&mut state.changed) {
+                return Poll::Ready(());
+            }
+            match &mut state.waker {
+                Some(waker) => waker.clone_from(cx.waker()),
+                None => state.waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+
+    /// The next stanza to send (connection side). The queue's memory goes
+    /// back when it runs empty.
+    pub fn pop(&self) -> Option<Stanza> {
+        let mut state = self.lock();
+        let stanza = state.stanzas.pop_front();
+        if state.stanzas.is_empty() && state.stanzas.capacity() > 0 {
+            state.stanzas = VecDeque::new();
+        }
+        stanza
+    }
+
+    /// The close request, if any (connection side).
+    pub fn take_close(&self) -> Option<StreamError> {
+        self.lock().close.take().map(|e| *e)
+    }
+
+    /// Makes the next [`changed`](Self::changed) return at once if stanzas
+    /// are still waiting (connection side, after a round of at most
+    /// 64).
+    pub fn again_if_waiting(&self) {
+        let mut state = self.lock();
+        if !state.stanzas.is_empty() {
+            state.changed = true;
+        }
+    }
+}
+
 /// A message to the hub.
 pub enum HubMsg {
-    /// A new connection: where its stanzas go and how to close it.
+    /// A new connection: where its stanzas and close requests go.
     Register {
         id: SessionId,
-        outbox: mpsc::Sender<Stanza>,
-        control: watch::Sender<Option<StreamError>>,
+        mailbox: Arc<Mailbox>,
     },
     /// The connection asks to bind `jid` (the answer is the router's).
     Bind {
@@ -58,15 +181,74 @@ pub enum HubMsg {
     },
     /// A stanza from a bound session (validated, `from` stamped).
     Stanza { id: SessionId, stanza: Stanza },
-    /// The connection ended.
-    Gone { id: SessionId },
+    /// Stream management (XEP-0198) was enabled on a bound session.
+    SmEnabled {
+        id: SessionId,
+        resumption_id: Option<String>,
+    },
+    /// A new connection of `username` asks to resume the session with
+    /// resumption id `previd` (XEP-0198 §5). The answer is the detached
+    /// session, or `None`.
+    Resume {
+        id: SessionId,
+        username: String,
+        previd: String,
+        reply: oneshot::Sender<Option<Box<DetachedSession>>>,
+    },
+    /// The connection ended. `detached`: its resumable stream-management
+    /// session, to keep until it expires; `unacked`: stanzas sent to it that
+    /// it never acknowledged (when not resumable).
+    Gone {
+        id: SessionId,
+        detached: Option<Box<DetachedSession>>,
+        unacked: Vec<Stanza>,
+    },
     /// Close every session with `system-shutdown`.
     Shutdown,
 }
 
 struct Session {
-    outbox: mpsc::Sender<Stanza>,
-    control: watch::Sender<Option<StreamError>>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// A session's last available presence, for the user's resources that
+/// become available later.
+enum LastPresence {
+    /// `<presence/>` with nothing in it but the sender's full JID and an
+    /// `id`: only the id is stored, the stanza is rebuilt when needed. A
+    /// parsed element costs ~1.3 KiB (its attribute map alone allocates a
+    /// B-tree node for 11 entries).
+    Plain { id: Option<Box<str>> },
+    /// Anything else (`<show/>`, `<status/>`, a priority, caps, `xml:lang`,
+    /// …), as it came (boxed: the map's entries stay small).
+    Full(Box<Stanza>),
+}
+
+impl LastPresence {
+    fn keep(stanza: Stanza, sender: Option<&FullJid>) -> LastPresence {
+        let element = stanza.element();
+        let from_sender = sender.is_some_and(|jid| stanza.from() == Some(jid.as_str()));
+        let attrs = usize::from(stanza.id().is_some()) + 1;
+        if from_sender && element.attrs().len() == attrs && element.nodes().next().is_none() {
+            LastPresence::Plain {
+                id: stanza.id().map(Box::from),
+            }
+        } else {
+            LastPresence::Full(Box::new(stanza))
+        }
+    }
+
+    fn stanza(&self, sender: &FullJid) -> Stanza {
+        match self {
+            LastPresence::Plain { id } => {
+                let mut presence = Stanza::new(StanzaKind::Presence, ns::JABBER_CLIENT);
+                presence.set_from(Some(sender.as_str()));
+                presence.set_id(id.as_deref());
+                presence
+            }
+            LastPresence::Full(stanza) => (**stanza).clone(),
+        }
+    }
 }
 
 /// The actor's state.
@@ -76,8 +258,24 @@ pub struct Hub {
     policy: ConflictPolicy,
     store: Arc<Store>,
     sessions: HashMap<SessionId, Session>,
-    last_presence: HashMap<SessionId, Stanza>,
+    last_presence: HashMap<SessionId, LastPresence>,
+    /// Sessions whose connection is gone but which can be resumed
+    /// (XEP-0198): still bound in the router (and available: presence
+    /// `unavailable` goes out only when one expires), stanzas for them
+    /// queued in the detached session.
+    detached: HashMap<SessionId, DetachedSession>,
+    /// Resumption id → the session it resumes (live or detached).
+    resumable: HashMap<String, SessionId>,
+    /// Resumes waiting for a still-open old connection to close: old
+    /// session → (new session, the answer).
+    takeovers: HashMap<SessionId, Takeover>,
     shutting_down: bool,
+}
+
+/// A resume waiting for the old connection to let go of the session.
+struct Takeover {
+    new: SessionId,
+    reply: oneshot::Sender<Option<Box<DetachedSession>>>,
 }
 
 impl Hub {
@@ -89,39 +287,72 @@ impl Hub {
             store,
             sessions: HashMap::new(),
             last_presence: HashMap::new(),
+            detached: HashMap::new(),
+            resumable: HashMap::new(),
+            takeovers: HashMap::new(),
             shutting_down: false,
         }
     }
 
-    /// Runs until every sender of `rx` is gone.
+    /// Runs until every sender of `rx` is gone; ends detached sessions when
+    /// their resumption time is up.
     pub async fn run(mut self, mut rx: mpsc::Receiver<HubMsg>) {
-        while let Some(msg) = rx.recv().await {
-            self.handle(msg);
+        loop {
+            let next_expiry = self
+                .detached
+                .values()
+                .map(DetachedSession::expires_at)
+                .min();
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                () = crate::common::sleep_until(next_expiry) => self.expire(Instant::now()),
+            }
         }
     }
 
     fn handle(&mut self, msg: HubMsg) {
         match msg {
-            HubMsg::Register {
-                id,
-                outbox,
-                control,
-            } => {
+            HubMsg::Register { id, mailbox } => {
                 if self.shutting_down {
-                    let _ = control.send(Some(shutdown_error()));
+                    mailbox.close(shutdown_error());
                 }
-                self.sessions.insert(id, Session { outbox, control });
+                self.sessions.insert(id, Session { mailbox });
             }
             HubMsg::Bind { id, jid, reply } => {
                 let outcome = self.bind(id, jid);
                 let _ = reply.send(outcome);
             }
             HubMsg::Stanza { id, stanza } => self.route(id, stanza),
-            HubMsg::Gone { id } => self.gone(id),
+            HubMsg::SmEnabled { id, resumption_id } => {
+                if let Some(rid) = resumption_id {
+                    self.resumable.insert(rid, id);
+                }
+            }
+            HubMsg::Resume {
+                id,
+                username,
+                previd,
+                reply,
+            } => self.resume(id, &username, &previd, reply),
+            HubMsg::Gone {
+                id,
+                detached,
+                unacked,
+            } => self.gone(id, detached.map(|d| *d), unacked),
             HubMsg::Shutdown => {
                 self.shutting_down = true;
                 for session in self.sessions.values() {
-                    let _ = session.control.send(Some(shutdown_error()));
+                    session.mailbox.close(shutdown_error());
+                }
+                // Nobody can resume any more: end every detached session.
+                let ids: Vec<SessionId> = self.detached.keys().copied().collect();
+                for id in ids {
+                    if let Some(d) = self.detached.remove(&id) {
+                        self.end_session(id, d.into_unacknowledged());
+                    }
                 }
             }
         }
@@ -153,7 +384,7 @@ impl Hub {
                 if let Some(old) = self.sessions.get(old) {
                     let error = StreamError::new(StreamErrorCondition::Conflict)
                         .with_text("replaced by a new session for the same resource");
-                    let _ = old.control.send(Some(error));
+                    old.mailbox.close(error);
                 }
                 if holder_available {
                     self.broadcast_unavailable(&jid, Some(id));
@@ -166,9 +397,38 @@ impl Hub {
         outcome
     }
 
-    fn gone(&mut self, id: SessionId) {
+    /// A connection ended: keep its session for resumption, hand it to a
+    /// waiting resume, or end it.
+    fn gone(&mut self, id: SessionId, detached: Option<DetachedSession>, unacked: Vec<Stanza>) {
         self.sessions.remove(&id);
+        let takeover = self.takeovers.remove(&id);
+        match detached {
+            Some(d) if !self.shutting_down && self.router.session(id).is_some() => {
+                if let Some(Takeover { new, reply }) = takeover {
+                    return self.hand_over(id, d, new, reply);
+                }
+                info!(session = id, jid = %d.jid(), "detached; resumable");
+                self.detached.insert(id, d);
+            }
+            other => {
+                if let Some(Takeover { reply, .. }) = takeover {
+                    let _ = reply.send(None);
+                }
+                let mut unacked = unacked;
+                if let Some(d) = other {
+                    unacked.extend(d.into_unacknowledged());
+                }
+                self.end_session(id, unacked);
+            }
+        }
+    }
+
+    /// The session is over: unbind it, tell the user's other resources,
+    /// and handle what its client never acknowledged (XEP-0198 §4: messages
+    /// routed again, iq requests bounced, the rest dropped).
+    fn end_session(&mut self, id: SessionId, unacked: Vec<Stanza>) {
         self.last_presence.remove(&id);
+        self.resumable.retain(|_, sid| *sid != id);
         let was = self
             .router
             .session(id)
@@ -178,6 +438,148 @@ impl Hub {
             debug!(session = id, %jid, sessions = self.router.session_count(), "unbound");
             if available {
                 self.broadcast_unavailable(&jid, None);
+            }
+        }
+        for stanza in unacked {
+            match Disposition::of(&stanza) {
+                Disposition::Reroute => self.reroute(stanza),
+                Disposition::Bounce(condition) => {
+                    if let Some(reply) = stanza.error_reply(&StanzaError::new(condition)) {
+                        self.reroute(reply);
+                    }
+                }
+                Disposition::Drop => {}
+            }
+        }
+    }
+
+    /// Routes a stanza again that a session never got: from its original
+    /// sender, as if it had just arrived.
+    fn reroute(&mut self, stanza: Stanza) {
+        let Some(Ok(from)) = stanza.from().map(str::parse::<FullJid>) else {
+            debug!("unacknowledged stanza without a full from dropped");
+            return;
+        };
+        let sender = self
+            .router
+            .sessions_of(&from.to_bare())
+            .find(|(_, jid)| **jid == from)
+            .map(|(sid, _)| sid);
+        match self.decide(&from, &stanza) {
+            Decision::Deliver(targets) => {
+                for target in targets {
+                    self.deliver(target, stanza.clone());
+                }
+            }
+            Decision::Bounce(error) => {
+                if let (Some(sender), Some(reply)) = (sender, stanza.error_reply(&error)) {
+                    self.deliver(sender, reply);
+                }
+            }
+            decision => debug!(?decision, "unacknowledged stanza not routed again"),
+        }
+    }
+
+    /// A new connection asks to resume `previd`.
+    fn resume(
+        &mut self,
+        new: SessionId,
+        username: &str,
+        previd: &str,
+        reply: oneshot::Sender<Option<Box<DetachedSession>>>,
+    ) {
+        let Some(&old) = self.resumable.get(previd) else {
+            let _ = reply.send(None);
+            return;
+        };
+        let owner = self.router.session_jid(old).and_then(|j| j.node());
+        if owner != Some(username) || self.shutting_down {
+            let _ = reply.send(None);
+            return;
+        }
+        if let Some(d) = self.detached.remove(&old) {
+            return self.hand_over(old, d, new, reply);
+        }
+        // The old connection still looks alive (a zombie): close it; its
+        // session comes back with its `Gone`.
+        if let Some(session) = self.sessions.get(&old) {
+            info!(
+                session = old,
+                new_session = new,
+                "resumed elsewhere: closing the old connection"
+            );
+            session.mailbox.close(
+                StreamError::new(StreamErrorCondition::Conflict)
+                    .with_text("the session was resumed on another connection"),
+            );
+            self.takeovers.insert(old, Takeover { new, reply });
+        } else {
+            let _ = reply.send(None);
+        }
+    }
+
+    /// Moves the session `old` to the connection `new` and answers the
+    /// resume with it.
+    fn hand_over(
+        &mut self,
+        old: SessionId,
+        detached: DetachedSession,
+        new: SessionId,
+        reply: oneshot::Sender<Option<Box<DetachedSession>>>,
+    ) {
+        if !self.sessions.contains_key(&new) {
+            // The new connection went away meanwhile: keep it detached.
+            self.detached.insert(old, detached);
+            let _ = reply.send(None);
+            return;
+        }
+        let (available, priority) = self
+            .router
+            .session(old)
+            .map_or((false, 0), |s| (s.available, s.priority));
+        self.router.unbind(old);
+        let jid = detached.jid().clone();
+        if !matches!(
+            self.router
+                .bind(new, jid.clone(), ConflictPolicy::RefuseNew),
+            BindOutcome::Bound
+        ) {
+            warn!(session = new, %jid, "resumed JID already bound; resume refused");
+            self.end_session(old, detached.into_unacknowledged());
+            let _ = reply.send(None);
+            return;
+        }
+        self.router.set_presence(new, available, priority);
+        if let Some(last) = self.last_presence.remove(&old) {
+            self.last_presence.insert(new, last);
+        }
+        self.resumable.insert(detached.id().to_owned(), new);
+        info!(session = new, old_session = old, %jid, "resumed");
+        if let Err(Some(d)) = reply.send(Some(Box::new(detached))) {
+            // The connection stopped waiting: keep the session detached.
+            self.router.unbind(new);
+            let _ = self.router.bind(old, jid, ConflictPolicy::RefuseNew);
+            self.router.set_presence(old, available, priority);
+            if let Some(last) = self.last_presence.remove(&new) {
+                self.last_presence.insert(old, last);
+            }
+            self.resumable.insert(d.id().to_owned(), old);
+            self.detached.insert(old, *d);
+        }
+    }
+
+    /// Ends the detached sessions whose resumption time is up.
+    fn expire(&mut self, now: Instant) {
+        let due: Vec<SessionId> = self
+            .detached
+            .iter()
+            .filter(|(_, d)| d.expires_at() <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(d) = self.detached.remove(&id) {
+                info!(session = id, jid = %d.jid(), "resumption time is up; session ended");
+                self.end_session(id, d.into_unacknowledged());
             }
         }
     }
@@ -206,12 +608,8 @@ impl Hub {
             .collect()
     }
 
-    fn route(&mut self, id: SessionId, stanza: Stanza) {
-        let Some(from) = self.router.session_jid(id).cloned() else {
-            // Replaced or already gone: its stanzas go nowhere.
-            debug!(session = id, "stanza from an unbound session dropped");
-            return;
-        };
+    /// The router's decision for `stanza` from `from`.
+    fn decide(&self, from: &FullJid, stanza: &Stanza) -> Decision {
         let store = &self.store;
         let domain = self.domain.as_str();
         let exists = |user: &BareJid| {
@@ -223,7 +621,16 @@ impl Hub {
                     })
                 })
         };
-        let decision = self.router.route(&from, &stanza, &exists);
+        self.router.route(from, stanza, &exists)
+    }
+
+    fn route(&mut self, id: SessionId, stanza: Stanza) {
+        let Some(from) = self.router.session_jid(id).cloned() else {
+            // Replaced or already gone: its stanzas go nowhere.
+            debug!(session = id, "stanza from an unbound session dropped");
+            return;
+        };
+        let decision = self.decide(&from, &stanza);
         debug!(
             session = id,
             kind = stanza.kind().name(),
@@ -291,21 +698,31 @@ impl Hub {
     /// is not reading: it is closed with `policy-violation` (the stanza is
     /// lost), so it cannot hold the hub up.
     fn deliver(&mut self, target: SessionId, stanza: Stanza) {
+        if let Some(detached) = self.detached.get_mut(&target) {
+            // Sent on resumption, or handled when the session expires.
+            detached.queue(stanza);
+            if detached.session().unacked_len() > DETACHED_QUEUE_LIMIT
+                && let Some(d) = self.detached.remove(&target)
+            {
+                warn!(
+                    session = target,
+                    "too much waiting for a detached session; ended"
+                );
+                self.end_session(target, d.into_unacknowledged());
+            }
+            return;
+        }
         let Some(session) = self.sessions.get(&target) else {
             return;
         };
-        match session.outbox.try_send(stanza) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(
-                    session = target,
-                    "outbox full: the client does not read; closing it"
-                );
-                let error = StreamError::new(StreamErrorCondition::PolicyViolation)
-                    .with_text("too many stanzas waiting for this client");
-                let _ = session.control.send(Some(error));
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if session.mailbox.push(stanza).is_err() {
+            warn!(
+                session = target,
+                "outbox full: the client does not read; closing it"
+            );
+            let error = StreamError::new(StreamErrorCondition::PolicyViolation)
+                .with_text("too many stanzas waiting for this client");
+            session.mailbox.close(error);
         }
     }
 
@@ -425,14 +842,18 @@ impl Hub {
             self.deliver(target, stanza.clone());
         }
         if available {
-            self.last_presence.insert(id, stanza);
+            let last = LastPresence::keep(stanza, self.router.session_jid(id));
+            self.last_presence.insert(id, last);
             if !was_available {
                 // A newly available resource learns about the others.
                 let others: Vec<Stanza> = self
                     .available_sessions(user)
                     .into_iter()
                     .filter(|sid| *sid != id)
-                    .filter_map(|sid| self.last_presence.get(&sid).cloned())
+                    .filter_map(|sid| {
+                        let jid = self.router.session_jid(sid)?;
+                        Some(self.last_presence.get(&sid)?.stanza(jid))
+                    })
                     .collect();
                 for p in others {
                     self.deliver(id, p);

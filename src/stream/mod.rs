@@ -55,6 +55,9 @@ pub enum Output<E> {
     Event(E),
 }
 
+/// What the output buffer starts with after it was given back.
+const INITIAL_OUTPUT_CAPACITY: usize = 512;
+
 /// The ordered output queue. Consecutive writes are merged into one
 /// `Transmit`, and bytes never overtake an event queued before them.
 #[derive(Debug)]
@@ -77,6 +80,10 @@ impl<E> Default for Outbox<E> {
 impl<E> Outbox<E> {
     /// The buffer to append bytes to.
     pub(crate) fn bytes(&mut self) -> &mut BytesMut {
+        if self.pending.capacity() == 0 {
+            // Most writes (a stanza, a SASL step) fit: one allocation.
+            self.pending.reserve(INITIAL_OUTPUT_CAPACITY);
+        }
         &mut self.pending
     }
 
@@ -97,9 +104,12 @@ impl<E> Outbox<E> {
             self.flush();
         }
         let out = self.queue.pop_front();
-        if self.queue.is_empty() && self.pending.is_empty() && self.pending.capacity() > 16 * 1024 {
-            // Give back what a large burst made the buffer grow to.
+        if self.queue.is_empty() && self.pending.is_empty() {
+            // Nothing waits: hold no memory until the next write (an idle
+            // connection is the common case; the bytes handed out keep
+            // their own allocation alive only as long as the host needs it).
             self.pending = BytesMut::new();
+            self.queue = VecDeque::new();
         }
         out
     }

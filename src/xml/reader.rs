@@ -470,12 +470,17 @@ impl StreamReader {
 
     /// Between stanzas with nothing buffered, give back what a big stanza
     /// made the buffers grow to, so an idle stream holds little memory.
+    /// Between first-level elements with no input left: gives back every
+    /// buffer, so an idle stream holds only the root's namespace
+    /// declarations. The next `feed` allocates what it needs.
     fn release_idle_memory(&mut self) {
         if self.level <= 1 && self.input.is_empty() {
             self.parser.release_temporaries();
-            if self.input.capacity() > 16 * 1024 {
-                self.input = BytesMut::new();
+            self.input = BytesMut::new();
+            if self.stack.is_empty() {
+                self.stack = Vec::new();
             }
+            self.scopes.shrink_to_fit();
         }
     }
 
@@ -606,7 +611,11 @@ impl StreamReader {
         attrs: Vec<(Option<NcName>, NcName, String)>,
     ) -> Vec<(Option<NcName>, NcName, String)> {
         let mut rest = Vec::with_capacity(attrs.len());
-        for (prefix, local, value) in attrs {
+        for (prefix, local, mut value) in attrs {
+            if level == 0 {
+                // The root's declarations live as long as the stream.
+                value.shrink_to_fit();
+            }
             match &prefix {
                 None if local.as_str() == "xmlns" => self.scopes.push(Decl {
                     level,

@@ -6,7 +6,10 @@ alice sends bob COUNT chat messages to his bare JID, which must arrive
 complete and in order; then disco#info on the domain (identity server/im,
 features disco#info and ping), XEP-0199 ping, an empty roster get and a
 roster set (expected to fail with feature-not-implemented: the server does
-not store rosters yet); finally a third login (alice, PLAIN over TLS).
+not store rosters yet); then XEP-0198 resumption both ways: alice's TCP
+connection is cut mid-conversation and she resumes, bob's is cut while
+alice sends to him and he resumes and gets what was queued, every message
+exactly once and in order; finally a third login (alice, PLAIN over TLS).
 Exits 0 on success, 1 with a "FAIL: ..." line,
 bounded by --timeout.
 
@@ -41,6 +44,8 @@ async def run(args):
     bob = make_client(f"{b_user}@{args.domain}/interop", b_pass,
                       args.host, args.port, args.cafile, None)
     clients = (alice, bob)
+    for c in clients:
+        c.register_plugin("xep_0198")  # stream management, resumable
     loop = asyncio.get_event_loop()
 
     # bob's own available presence comes back to him (RFC 6121 §4.2.2):
@@ -126,6 +131,8 @@ async def run(args):
                 raise Failure(f"roster set: expected feature-not-implemented, got {condition}")
         print("ok: roster set refused with feature-not-implemented (not stored yet)")
 
+        await resume_scenario(args, alice, bob, received)
+
         # PLAIN (over TLS) verifies against the stored SCRAM-SHA-256 form.
         plain = make_client(f"{a_user}@{args.domain}/plain", a_pass,
                             args.host, args.port, args.cafile, None)
@@ -149,6 +156,93 @@ async def run(args):
                 pass
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=2)
+
+
+async def cut_and_resume(client, args, what):
+    """Cuts the client's TCP connection (no closing tag) and waits until it
+    has resumed its XEP-0198 session on a new one."""
+    loop = asyncio.get_event_loop()
+    resumed = loop.create_future()
+    disconnected = loop.create_future()
+
+    def on_resumed(_):
+        if not resumed.done():
+            resumed.set_result(True)
+
+    def on_disconnected(_):
+        if not disconnected.done():
+            disconnected.set_result(True)
+
+    client.add_event_handler("session_resumed", on_resumed)
+    client.add_event_handler("disconnected", on_disconnected)
+    sm = client.plugin["xep_0198"]
+    if not sm.sm_id:
+        raise Failure(f"{what}: the server did not enable resumable stream management")
+    client.abort()
+    await wait_for(disconnected, 10, f"{what} to notice the cut")
+    client.connect(host=args.host, port=args.port)
+    await wait_for(resumed, 20, f"{what} to resume")
+    client.del_event_handler("session_resumed", on_resumed)
+    client.del_event_handler("disconnected", on_disconnected)
+
+
+async def resume_scenario(args, alice, bob, received):
+    b_user = args.bob.split(":", 1)[0]
+    loop = asyncio.get_event_loop()
+
+    async def expect(bodies, what, start):
+        done = loop.create_future()
+
+        def check(_=None):
+            if len(received) - start >= len(bodies) and not done.done():
+                done.set_result(True)
+
+        bob.add_event_handler("message", check)
+        check()
+        try:
+            await wait_for(done, 20, what)
+        finally:
+            bob.del_event_handler("message", check)
+        await asyncio.sleep(0.5)  # a duplicate would arrive meanwhile
+        got = [b for _, b in received[start:]]
+        if got != bodies:
+            raise Failure(f"{what}: expected {bodies}, got {got}")
+
+    # alice is cut off right after sending: what the server had not
+    # acknowledged is resent on resumption, never twice.
+    start = len(received)
+    first = [f"sm alice {i}" for i in range(1, 6)]
+    for body in first:
+        alice.send_message(mto=f"{b_user}@{args.domain}", mbody=body, mtype="chat")
+    await cut_and_resume(alice, args, "alice")
+    second = [f"sm alice {i}" for i in range(6, 11)]
+    for body in second:
+        alice.send_message(mto=f"{b_user}@{args.domain}", mbody=body, mtype="chat")
+    await expect(first + second, "10 messages around alice's resumption", start)
+    print("ok: alice resumed her session after a cut; bob got 10 messages exactly once, in order")
+
+    # bob is cut off; messages for him wait in his detached session.
+    sm = bob.plugin["xep_0198"]
+    if not sm.sm_id:
+        raise Failure("bob: the server did not enable resumable stream management")
+    bob_lost = loop.create_future()
+    bob.add_event_handler("disconnected",
+                          lambda _: bob_lost.done() or bob_lost.set_result(True))
+    bob.abort()
+    await wait_for(bob_lost, 10, "bob to notice the cut")
+    await asyncio.sleep(1)  # the server notices the cut too
+    start = len(received)
+    queued = [f"sm queued {i}" for i in range(1, 4)]
+    for body in queued:
+        alice.send_message(mto=bob.boundjid.full, mbody=body, mtype="chat")
+    await asyncio.sleep(0.5)
+    resumed = loop.create_future()
+    bob.add_event_handler("session_resumed",
+                          lambda _: resumed.done() or resumed.set_result(True))
+    bob.connect(host=args.host, port=args.port)
+    await wait_for(resumed, 20, "bob to resume")
+    await expect(queued, "3 messages queued while bob was away", start)
+    print("ok: bob resumed and received the 3 messages sent while he was cut off")
 
 
 def main():
