@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -50,7 +50,7 @@ use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
 use xmpp_sansio::sasl::{self, Identity, Mechanism, ScramHash, TlsInfo};
 use xmpp_sansio::server::{
-    Answer, BindAnswer, Request, ServerConfig, ServerConnection, ServerEvent,
+    Answer, BindAnswer, Request, RequestId, ServerConfig, ServerConnection, ServerEvent,
 };
 use xmpp_sansio::stream::{CloseReason, Input, Output};
 use xmpp_sansio::{BareJid, FullJid};
@@ -325,9 +325,20 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let ctx = ctx.clone();
-                let alive = alive.clone();
-                tokio::spawn(connection(ctx, tcp, peer, direct_tls, alive));
+                let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+                info!(session = id, %peer, direct_tls, "connected");
+                if let Err(e) = tcp.set_nodelay(true) {
+                    info!(session = id, error = %e, "connection ended");
+                    continue;
+                }
+                let socket = Socket::new(tcp);
+                tokio::spawn(connection(
+                    ctx.clone(),
+                    id,
+                    socket,
+                    direct_tls,
+                    alive.clone(),
+                ));
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -341,20 +352,31 @@ async fn accept_loop(
 /// One client connection, from accept to close. Its log lines carry
 /// `session` (no tracing span: a span per connection costs ~0.4 KiB in the
 /// subscriber's registry for the connection's whole life).
-async fn connection(
+///
+/// The task's future is allocated once per connection and sized for its
+/// largest await state, so it is kept small: a plain `fn` returning an
+/// `async move` block (an `async fn` keeps each argument twice), every
+/// rare or large wait boxed, the core's outputs handled by a synchronous
+/// [`next_step`].
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+fn connection(
     ctx: Arc<Ctx>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    id: SessionId,
+    mut socket: Socket,
     direct_tls: bool,
-    _alive: mpsc::Sender<()>,
-) {
-    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    info!(session = id, %peer, direct_tls, "connected");
-    match session(&ctx, id, tcp, direct_tls).await {
-        Ok(reason) => info!(session = id, reason = %reason, "closed"),
-        Err(e) => info!(session = id, error = %e, "connection ended"),
+    alive: mpsc::Sender<()>,
+) -> impl Future<Output = ()> {
+    async move {
+        match session(&ctx, id, &mut socket, direct_tls).await {
+            Ok(reason) => info!(session = id, reason = %reason, "closed"),
+            Err(e) => info!(session = id, error = %e, "connection ended"),
+        }
+        let full = try_hub(&ctx, HubMsg::Gone { id }).unwrap_or(None);
+        if let Some(wait) = full.map(|msg| Box::pin(ctx.hub.send(msg))) {
+            let _ = wait.await;
+        }
+        drop(alive);
     }
-    let _ = to_hub(&ctx, HubMsg::Gone { id }).await;
 }
 
 /// A login attempt whose outcome is not known yet.
@@ -370,109 +392,136 @@ impl AuthAttempt {
     }
 }
 
+/// What the connection loop has to wait for.
+enum Step {
+    /// Flush, then the TLS handshake.
+    StartTls(bytes::Bytes),
+    /// Ask the hub (router) to bind a resource.
+    Bind {
+        rid: RequestId,
+        username: String,
+        requested: Option<String>,
+    },
+    /// The hub's queue is full: wait for room.
+    Hub(Box<HubMsg>),
+    /// The connection ended: close the socket.
+    Closed(Box<CloseReason>),
+}
+
+/// Handles the core's outputs that need no waiting, until one that does.
+fn next_step(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    attempt: &mut Option<Box<AuthAttempt>>,
+) -> Result<Option<Step>, BoxError> {
+    while let Some(output) = conn.poll_output() {
+        match output {
+            Output::Transmit(bytes) => socket.send(&bytes)?,
+            Output::Event(ServerEvent::StartTls { buffered }) => {
+                return Ok(Some(Step::StartTls(buffered)));
+            }
+            Output::Event(ServerEvent::Request { id: rid, request }) => match request {
+                Request::Credentials {
+                    username,
+                    mechanism,
+                    ..
+                } => {
+                    if let Some(previous) = attempt.take() {
+                        previous.failed();
+                    }
+                    // PLAIN verifies against the SHA-256 form.
+                    let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
+                    let lookup = ctx.store.lookup(&username, hash);
+                    debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
+                    *attempt = Some(Box::new(AuthAttempt {
+                        session: id,
+                        username,
+                        mechanism,
+                    }));
+                    conn.answer(Instant::now(), rid, Answer::Credentials(lookup))?;
+                }
+                Request::Bind {
+                    username,
+                    requested,
+                } => {
+                    return Ok(Some(Step::Bind {
+                        rid,
+                        username,
+                        requested,
+                    }));
+                }
+            },
+            Output::Event(ServerEvent::Authenticated { identity }) => {
+                let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
+                match identity {
+                    Identity::User { username, .. } => {
+                        info!(session = id, user = %username, mechanism, "authenticated");
+                    }
+                    other => info!(session = id, identity = ?other, mechanism, "authenticated"),
+                }
+            }
+            Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
+            Output::Event(ServerEvent::Stanza(stanza)) => {
+                if let Some(msg) = try_hub(ctx, HubMsg::Stanza { id, stanza })? {
+                    return Ok(Some(Step::Hub(Box::new(msg))));
+                }
+            }
+            Output::Event(ServerEvent::Closed(reason)) => {
+                if let Some(attempt) = attempt.take() {
+                    attempt.failed();
+                }
+                return Ok(Some(Step::Closed(Box::new(reason))));
+            }
+        }
+    }
+    Ok(None)
+}
+
 async fn session(
     ctx: &Ctx,
     id: SessionId,
-    tcp: TcpStream,
+    socket: &mut Socket,
     direct_tls: bool,
 ) -> Result<CloseReason, BoxError> {
-    tcp.set_nodelay(true)?;
     let mailbox = Arc::new(Mailbox::default());
-    to_hub(
-        ctx,
-        HubMsg::Register {
-            id,
-            mailbox: mailbox.clone(),
-        },
-    )
-    .await?;
-
-    let mut socket = Socket::new(tcp);
-    let (tls, early) = if direct_tls {
-        let (info, early) = start_tls(ctx, &mut socket, &[]).await?;
-        debug!(session = id, version = ?info.version, "direct TLS established");
-        (info, early)
-    } else {
-        (TlsInfo::plaintext(), Vec::new())
+    let register = HubMsg::Register {
+        id,
+        mailbox: mailbox.clone(),
     };
-    let mut conn =
-        ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
-    if !early.is_empty() {
-        conn.handle_input(Instant::now(), Input::Received(&early))?;
+    // (Only the boxed future may live across the await: a message held in
+    // this function's state would be there in every later state too.)
+    let full = try_hub(ctx, register)?.map(|msg| Box::pin(ctx.hub.send(msg)));
+    if let Some(wait) = full {
+        wait.await.map_err(|_| "server is shutting down")?;
     }
-    drop(early);
-    let mut attempt: Option<AuthAttempt> = None;
+
+    let mut conn = {
+        let (tls, early) = if direct_tls {
+            let (info, early) = Box::pin(start_tls(ctx, socket, &[])).await?;
+            debug!(session = id, version = ?info.version, "direct TLS established");
+            (info, early)
+        } else {
+            (TlsInfo::plaintext(), Vec::new())
+        };
+        let mut conn =
+            ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
+        if !early.is_empty() {
+            conn.handle_input(Instant::now(), Input::Received(&early))?;
+        }
+        conn
+    };
+    let mut attempt = None;
     let mut eof = false;
     loop {
-        while let Some(output) = conn.poll_output() {
-            match output {
-                Output::Transmit(bytes) => socket.send(&bytes)?,
-                Output::Event(ServerEvent::StartTls { buffered }) => {
-                    flush(&mut socket).await?;
-                    let (info, early) = start_tls(ctx, &mut socket, &buffered).await?;
-                    debug!(session = id, version = ?info.version, "STARTTLS established");
-                    conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
-                    if !early.is_empty() {
-                        conn.handle_input(Instant::now(), Input::Received(&early))?;
-                    }
-                }
-                Output::Event(ServerEvent::Request { id: rid, request }) => match request {
-                    Request::Credentials {
-                        username,
-                        mechanism,
-                        ..
-                    } => {
-                        if let Some(previous) = attempt.take() {
-                            previous.failed();
-                        }
-                        // PLAIN verifies against the SHA-256 form.
-                        let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
-                        let lookup = ctx.store.lookup(&username, hash);
-                        debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
-                        attempt = Some(AuthAttempt {
-                            session: id,
-                            username,
-                            mechanism,
-                        });
-                        conn.answer(Instant::now(), rid, Answer::Credentials(lookup))?;
-                    }
-                    Request::Bind {
-                        username,
-                        requested,
-                    } => {
-                        let resource = match requested {
-                            Some(resource) => resource,
-                            None => common::os_rng()?.token(16),
-                        };
-                        let answer =
-                            Box::pin(bind_answer(ctx, id, &conn, &username, resource)).await?;
-                        conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
-                    }
-                },
-                Output::Event(ServerEvent::Authenticated { identity }) => {
-                    let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
-                    match identity {
-                        Identity::User { username, .. } => {
-                            info!(session = id, user = %username, mechanism, "authenticated");
-                        }
-                        other => info!(session = id, identity = ?other, mechanism, "authenticated"),
-                    }
-                }
-                Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
-                Output::Event(ServerEvent::Stanza(stanza)) => {
-                    to_hub(ctx, HubMsg::Stanza { id, stanza }).await?;
-                }
-                Output::Event(ServerEvent::Closed(reason)) => {
-                    if let Some(attempt) = attempt.take() {
-                        attempt.failed();
-                    }
-                    let shutdown = Box::pin(socket.shutdown());
-                    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
-                    return Ok(reason);
-                }
+        while let Some(step) = next_step(ctx, id, &mut conn, socket, &mut attempt)? {
+            // Boxed: what a step waits on never sits in an idle task.
+            if let Some(reason) = Box::pin(run_step(ctx, id, &mut conn, socket, step)).await? {
+                return Ok(reason);
             }
         }
-        flush(&mut socket).await?;
+        flush(socket).await?;
         let deadline = conn.poll_timeout();
         tokio::select! {
             ready = socket.readable(), if !eof => {
@@ -502,17 +551,59 @@ async fn session(
     }
 }
 
-/// Hands a message to the hub. Only a full hub queue makes it wait, in a
-/// boxed future: the connection task's own state stays small.
-async fn to_hub(ctx: &Ctx, msg: HubMsg) -> Result<(), BoxError> {
-    let msg = match ctx.hub.try_send(msg) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Full(msg)) => msg,
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err("server is shutting down".into()),
-    };
-    Box::pin(ctx.hub.send(msg))
-        .await
-        .map_err(|_| "server is shutting down".into())
+/// Does what a [`Step`] waits for. `Some(reason)` when the connection is
+/// over.
+async fn run_step(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    step: Step,
+) -> Result<Option<CloseReason>, BoxError> {
+    match step {
+        Step::StartTls(buffered) => {
+            flush(socket).await?;
+            let (info, early) = Box::pin(start_tls(ctx, socket, &buffered)).await?;
+            debug!(session = id, version = ?info.version, "STARTTLS established");
+            conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
+            if !early.is_empty() {
+                conn.handle_input(Instant::now(), Input::Received(&early))?;
+            }
+        }
+        Step::Bind {
+            rid,
+            username,
+            requested,
+        } => {
+            let resource = match requested {
+                Some(resource) => resource,
+                None => common::os_rng()?.token(16),
+            };
+            let answer = bind_answer(ctx, id, conn, &username, resource).await?;
+            conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
+        }
+        Step::Hub(msg) => {
+            ctx.hub
+                .send(*msg)
+                .await
+                .map_err(|_| "server is shutting down")?;
+        }
+        Step::Closed(reason) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+            return Ok(Some(*reason));
+        }
+    }
+    Ok(None)
+}
+
+/// Hands a message to the hub without waiting; gives it back when the
+/// hub's queue is full (the caller then waits for room, in a boxed future).
+fn try_hub(ctx: &Ctx, msg: HubMsg) -> Result<Option<HubMsg>, BoxError> {
+    match ctx.hub.try_send(msg) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(msg)),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err("server is shutting down".into()),
+    }
 }
 
 /// Writes what the socket has queued: at once when the socket takes it
@@ -525,17 +616,19 @@ async fn flush(socket: &mut Socket) -> Result<(), BoxError> {
 }
 
 /// The TLS handshake (STARTTLS or direct TLS), bounded by
-/// [`HANDSHAKE_TIMEOUT`]. Boxed: its state is large and lives only while it
-/// runs, not in every idle connection's task.
+/// [`HANDSHAKE_TIMEOUT`]. Awaited boxed: its state is large and lives only
+/// while it runs, not in every idle connection's task.
 async fn start_tls(
     ctx: &Ctx,
     socket: &mut Socket,
     buffered: &[u8],
 ) -> Result<(TlsInfo, Vec<u8>), BoxError> {
-    let handshake = Box::pin(socket.start_tls(&ctx.tls, &ctx.cert_der, buffered));
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-        .await
-        .map_err(|_| "TLS handshake timed out")?
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        socket.start_tls(&ctx.tls, &ctx.cert_der, buffered),
+    )
+    .await
+    .map_err(|_| "TLS handshake timed out")?
 }
 
 async fn bind_answer(
