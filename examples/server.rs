@@ -18,8 +18,14 @@
 //! The host owns the sockets, TLS, the clock and the shared state; the core
 //! only sees bytes, `Instant`s and events. One tokio task per connection
 //! runs the host loop; one actor task (`server/hub.rs`) owns the router and
-//! every session's outbox. Accounts (`server/store.rs`) hold only the SCRAM
+//! every session's mailbox. Accounts (`server/store.rs`) hold only the SCRAM
 //! stored forms of the password (SHA-1, SHA-256, SHA-512).
+//!
+//! An idle session holds no buffers (issue 6, memory per idle session):
+//! `server/io.rs` reads into one scratch buffer per worker thread and drives
+//! rustls's unbuffered API, the mailbox allocates only while stanzas wait,
+//! and the connection task keeps little besides the core across its awaits
+//! (see `connection()`).
 
 #[path = "common/mod.rs"]
 mod common;
