@@ -18,8 +18,14 @@
 //! The host owns the sockets, TLS, the clock and the shared state; the core
 //! only sees bytes, `Instant`s and events. One tokio task per connection
 //! runs the host loop; one actor task (`server/hub.rs`) owns the router and
-//! every session's outbox. Accounts (`server/store.rs`) hold only the SCRAM
+//! every session's mailbox. Accounts (`server/store.rs`) hold only the SCRAM
 //! stored forms of the password (SHA-1, SHA-256, SHA-512).
+//!
+//! An idle session holds no buffers (issue 6, memory per idle session):
+//! `server/io.rs` reads into one scratch buffer per worker thread and drives
+//! rustls's unbuffered API, the mailbox allocates only while stanzas wait,
+//! and the connection task keeps little besides the core across its awaits
+//! (see `connection()`).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -39,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -50,8 +56,8 @@ use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::router::{BindOutcome, ConflictPolicy, SessionId};
 use xmpp_sansio::sasl::{self, Identity, Mechanism, ScramHash, TlsInfo};
 use xmpp_sansio::server::{
-    Answer, BindAnswer, DetachedSession, Request, ServerConfig, ServerConnection, ServerEvent,
-    ServerState,
+    Answer, BindAnswer, DetachedSession, Request, RequestId, ServerConfig, ServerConnection,
+    ServerEvent, ServerState,
 };
 use xmpp_sansio::stanza::Stanza;
 use xmpp_sansio::stream::{CloseReason, Input, Output};
@@ -329,9 +335,20 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let ctx = ctx.clone();
-                let alive = alive.clone();
-                tokio::spawn(connection(ctx, tcp, peer, direct_tls, alive));
+                let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+                info!(session = id, %peer, direct_tls, "connected");
+                if let Err(e) = tcp.set_nodelay(true) {
+                    info!(session = id, error = %e, "connection ended");
+                    continue;
+                }
+                let socket = Socket::new(tcp);
+                tokio::spawn(connection(
+                    ctx.clone(),
+                    id,
+                    socket,
+                    direct_tls,
+                    alive.clone(),
+                ));
             }
             Err(e) => {
                 // E.g. out of file descriptors: back off instead of spinning.
@@ -345,29 +362,37 @@ async fn accept_loop(
 /// One client connection, from accept to close. Its log lines carry
 /// `session` (no tracing span: a span per connection costs ~0.4 KiB in the
 /// subscriber's registry for the connection's whole life).
-async fn connection(
+///
+/// The task's future is allocated once per connection and sized for its
+/// largest await state, so it is kept small: a plain `fn` returning an
+/// `async move` block (an `async fn` keeps each argument twice), every
+/// rare or large wait boxed, the core's outputs handled by a synchronous
+/// [`next_step`].
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+fn connection(
     ctx: Arc<Ctx>,
-    tcp: TcpStream,
-    peer: SocketAddr,
+    id: SessionId,
+    mut socket: Socket,
     direct_tls: bool,
-    _alive: mpsc::Sender<()>,
-) {
-    let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
-    info!(session = id, %peer, direct_tls, "connected");
-    let mut left = Leftovers::default();
-    match session(&ctx, id, tcp, direct_tls, &mut left).await {
-        Ok(reason) => info!(session = id, reason = %reason, "closed"),
-        Err(e) => info!(session = id, error = %e, "connection ended"),
-    }
-    let _ = to_hub(
-        &ctx,
-        HubMsg::Gone {
+    alive: mpsc::Sender<()>,
+) -> impl Future<Output = ()> {
+    async move {
+        let mut left = Leftovers::default();
+        match session(&ctx, id, &mut socket, direct_tls, &mut left).await {
+            Ok(reason) => info!(session = id, reason = %reason, "closed"),
+            Err(e) => info!(session = id, error = %e, "connection ended"),
+        }
+        let gone = HubMsg::Gone {
             id,
             detached: left.detached.map(Box::new),
             unacked: left.unacked,
-        },
-    )
-    .await;
+        };
+        let full = try_hub(&ctx, gone).unwrap_or(None);
+        if let Some(wait) = full.map(|msg| Box::pin(ctx.hub.send(msg))) {
+            let _ = wait.await;
+        }
+        drop(alive);
+    }
 }
 
 /// What a closed connection leaves to the hub (XEP-0198).
@@ -392,39 +417,154 @@ impl AuthAttempt {
     }
 }
 
+/// What the connection loop has to wait for.
+enum Step {
+    /// Flush, then the TLS handshake.
+    StartTls(bytes::Bytes),
+    /// Ask the hub (router) to bind a resource.
+    Bind {
+        rid: RequestId,
+        username: String,
+        requested: Option<String>,
+    },
+    /// Ask the hub for a detached session to resume (XEP-0198).
+    Resume {
+        rid: RequestId,
+        username: String,
+        previd: String,
+    },
+    /// The hub's queue is full: wait for room.
+    Hub(Box<HubMsg>),
+    /// The connection ended: close the socket.
+    Closed(Box<CloseReason>),
+}
+
+/// Handles the core's outputs that need no waiting, until one that does.
+fn next_step(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    attempt: &mut Option<Box<AuthAttempt>>,
+) -> Result<Option<Step>, BoxError> {
+    while let Some(output) = conn.poll_output() {
+        match output {
+            Output::Transmit(bytes) => socket.send(&bytes)?,
+            Output::Event(ServerEvent::StartTls { buffered }) => {
+                return Ok(Some(Step::StartTls(buffered)));
+            }
+            Output::Event(ServerEvent::Request { id: rid, request }) => match request {
+                Request::Credentials {
+                    username,
+                    mechanism,
+                    ..
+                } => {
+                    if let Some(previous) = attempt.take() {
+                        previous.failed();
+                    }
+                    // PLAIN verifies against the SHA-256 form.
+                    let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
+                    let lookup = ctx.store.lookup(&username, hash);
+                    debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
+                    *attempt = Some(Box::new(AuthAttempt {
+                        session: id,
+                        username,
+                        mechanism,
+                    }));
+                    conn.answer(Instant::now(), rid, Answer::Credentials(lookup))?;
+                }
+                Request::Bind {
+                    username,
+                    requested,
+                } => {
+                    return Ok(Some(Step::Bind {
+                        rid,
+                        username,
+                        requested,
+                    }));
+                }
+                Request::Resume { username, previd } => {
+                    return Ok(Some(Step::Resume {
+                        rid,
+                        username,
+                        previd,
+                    }));
+                }
+            },
+            Output::Event(ServerEvent::StreamManagementEnabled { resumption_id }) => {
+                debug!(
+                    session = id,
+                    resumable = resumption_id.is_some(),
+                    "stream management enabled"
+                );
+                if let Some(msg) = try_hub(ctx, HubMsg::SmEnabled { id, resumption_id })? {
+                    return Ok(Some(Step::Hub(Box::new(msg))));
+                }
+            }
+            Output::Event(ServerEvent::Resumed { jid, .. }) => {
+                info!(session = id, %jid, "session resumed");
+            }
+            Output::Event(ServerEvent::Authenticated { identity }) => {
+                let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
+                match identity {
+                    Identity::User { username, .. } => {
+                        info!(session = id, user = %username, mechanism, "authenticated");
+                    }
+                    other => info!(session = id, identity = ?other, mechanism, "authenticated"),
+                }
+            }
+            Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
+            Output::Event(ServerEvent::Stanza(stanza)) => {
+                if let Some(msg) = try_hub(ctx, HubMsg::Stanza { id, stanza })? {
+                    return Ok(Some(Step::Hub(Box::new(msg))));
+                }
+            }
+            Output::Event(ServerEvent::Closed(reason)) => {
+                if let Some(attempt) = attempt.take() {
+                    attempt.failed();
+                }
+                return Ok(Some(Step::Closed(Box::new(reason))));
+            }
+        }
+    }
+    Ok(None)
+}
+
 async fn session(
     ctx: &Ctx,
     id: SessionId,
-    tcp: TcpStream,
+    socket: &mut Socket,
     direct_tls: bool,
     left: &mut Leftovers,
 ) -> Result<CloseReason, BoxError> {
-    tcp.set_nodelay(true)?;
     let mailbox = Arc::new(Mailbox::default());
-    to_hub(
-        ctx,
-        HubMsg::Register {
-            id,
-            mailbox: mailbox.clone(),
-        },
-    )
-    .await?;
-
-    let mut socket = Socket::new(tcp);
-    let (tls, early) = if direct_tls {
-        let (info, early) = start_tls(ctx, &mut socket, &[]).await?;
-        debug!(session = id, version = ?info.version, "direct TLS established");
-        (info, early)
-    } else {
-        (TlsInfo::plaintext(), Vec::new())
+    let register = HubMsg::Register {
+        id,
+        mailbox: mailbox.clone(),
     };
-    let mut conn =
-        ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
-    if !early.is_empty() {
-        conn.handle_input(Instant::now(), Input::Received(&early))?;
+    // (Only the boxed future may live across the await: a message held in
+    // this function's state would be there in every later state too.)
+    let full = try_hub(ctx, register)?.map(|msg| Box::pin(ctx.hub.send(msg)));
+    if let Some(wait) = full {
+        wait.await.map_err(|_| "server is shutting down")?;
     }
-    drop(early);
-    let result = drive(ctx, id, &mut conn, &mut socket, &mailbox).await;
+
+    let mut conn = {
+        let (tls, early) = if direct_tls {
+            let (info, early) = Box::pin(start_tls(ctx, socket, &[])).await?;
+            debug!(session = id, version = ?info.version, "direct TLS established");
+            (info, early)
+        } else {
+            (TlsInfo::plaintext(), Vec::new())
+        };
+        let mut conn =
+            ServerConnection::new(ctx.config.clone(), tls, common::os_rng()?, Instant::now());
+        if !early.is_empty() {
+            conn.handle_input(Instant::now(), Input::Received(&early))?;
+        }
+        conn
+    };
+    let result = drive(ctx, id, &mut conn, socket, &mailbox).await;
     if !matches!(conn.state(), ServerState::Closed(_)) {
         // An I/O error ended it: for the machine the connection is lost.
         let _ = conn.handle_input(Instant::now(), Input::Eof);
@@ -443,90 +583,13 @@ async fn drive(
     socket: &mut Socket,
     mailbox: &Mailbox,
 ) -> Result<CloseReason, BoxError> {
-    let mut attempt: Option<AuthAttempt> = None;
+    let mut attempt = None;
     let mut eof = false;
     loop {
-        while let Some(output) = conn.poll_output() {
-            match output {
-                Output::Transmit(bytes) => socket.send(&bytes)?,
-                Output::Event(ServerEvent::StartTls { buffered }) => {
-                    flush(socket).await?;
-                    let (info, early) = start_tls(ctx, socket, &buffered).await?;
-                    debug!(session = id, version = ?info.version, "STARTTLS established");
-                    conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
-                    if !early.is_empty() {
-                        conn.handle_input(Instant::now(), Input::Received(&early))?;
-                    }
-                }
-                Output::Event(ServerEvent::Request { id: rid, request }) => match request {
-                    Request::Credentials {
-                        username,
-                        mechanism,
-                        ..
-                    } => {
-                        if let Some(previous) = attempt.take() {
-                            previous.failed();
-                        }
-                        // PLAIN verifies against the SHA-256 form.
-                        let hash = mechanism.scram_hash().unwrap_or(ScramHash::Sha256);
-                        let lookup = ctx.store.lookup(&username, hash);
-                        debug!(session = id, user = %username, mechanism = mechanism.name(), "credentials looked up");
-                        attempt = Some(AuthAttempt {
-                            session: id,
-                            username,
-                            mechanism,
-                        });
-                        conn.answer(Instant::now(), rid, Answer::Credentials(lookup))?;
-                    }
-                    Request::Bind {
-                        username,
-                        requested,
-                    } => {
-                        let resource = match requested {
-                            Some(resource) => resource,
-                            None => common::os_rng()?.token(16),
-                        };
-                        let answer =
-                            Box::pin(bind_answer(ctx, id, conn, &username, resource)).await?;
-                        conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
-                    }
-                    Request::Resume { username, previd } => {
-                        let detached = Box::pin(resume_answer(ctx, id, username, previd)).await?;
-                        conn.answer(Instant::now(), rid, Answer::Resume(detached))?;
-                    }
-                },
-                Output::Event(ServerEvent::StreamManagementEnabled { resumption_id }) => {
-                    debug!(
-                        session = id,
-                        resumable = resumption_id.is_some(),
-                        "stream management enabled"
-                    );
-                    to_hub(ctx, HubMsg::SmEnabled { id, resumption_id }).await?;
-                }
-                Output::Event(ServerEvent::Resumed { jid, .. }) => {
-                    info!(session = id, %jid, "session resumed");
-                }
-                Output::Event(ServerEvent::Authenticated { identity }) => {
-                    let mechanism = attempt.take().map_or("?", |a| a.mechanism.name());
-                    match identity {
-                        Identity::User { username, .. } => {
-                            info!(session = id, user = %username, mechanism, "authenticated");
-                        }
-                        other => info!(session = id, identity = ?other, mechanism, "authenticated"),
-                    }
-                }
-                Output::Event(ServerEvent::Bound { jid }) => debug!(session = id, %jid, "ready"),
-                Output::Event(ServerEvent::Stanza(stanza)) => {
-                    to_hub(ctx, HubMsg::Stanza { id, stanza }).await?;
-                }
-                Output::Event(ServerEvent::Closed(reason)) => {
-                    if let Some(attempt) = attempt.take() {
-                        attempt.failed();
-                    }
-                    let shutdown = Box::pin(socket.shutdown());
-                    let _ = tokio::time::timeout(Duration::from_secs(1), shutdown).await;
-                    return Ok(reason);
-                }
+        while let Some(step) = next_step(ctx, id, conn, socket, &mut attempt)? {
+            // Boxed: what a step waits on never sits in an idle task.
+            if let Some(reason) = Box::pin(run_step(ctx, id, conn, socket, step)).await? {
+                return Ok(reason);
             }
         }
         flush(socket).await?;
@@ -559,17 +622,67 @@ async fn drive(
     }
 }
 
-/// Hands a message to the hub. Only a full hub queue makes it wait, in a
-/// boxed future: the connection task's own state stays small.
-async fn to_hub(ctx: &Ctx, msg: HubMsg) -> Result<(), BoxError> {
-    let msg = match ctx.hub.try_send(msg) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Full(msg)) => msg,
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err("server is shutting down".into()),
-    };
-    Box::pin(ctx.hub.send(msg))
-        .await
-        .map_err(|_| "server is shutting down".into())
+/// Does what a [`Step`] waits for. `Some(reason)` when the connection is
+/// over.
+async fn run_step(
+    ctx: &Ctx,
+    id: SessionId,
+    conn: &mut ServerConnection,
+    socket: &mut Socket,
+    step: Step,
+) -> Result<Option<CloseReason>, BoxError> {
+    match step {
+        Step::StartTls(buffered) => {
+            flush(socket).await?;
+            let (info, early) = Box::pin(start_tls(ctx, socket, &buffered)).await?;
+            debug!(session = id, version = ?info.version, "STARTTLS established");
+            conn.handle_input(Instant::now(), Input::TlsEstablished(info))?;
+            if !early.is_empty() {
+                conn.handle_input(Instant::now(), Input::Received(&early))?;
+            }
+        }
+        Step::Bind {
+            rid,
+            username,
+            requested,
+        } => {
+            let resource = match requested {
+                Some(resource) => resource,
+                None => common::os_rng()?.token(16),
+            };
+            let answer = bind_answer(ctx, id, conn, &username, resource).await?;
+            conn.answer(Instant::now(), rid, Answer::Bind(answer))?;
+        }
+        Step::Resume {
+            rid,
+            username,
+            previd,
+        } => {
+            let detached = resume_answer(ctx, id, username, previd).await?;
+            conn.answer(Instant::now(), rid, Answer::Resume(detached))?;
+        }
+        Step::Hub(msg) => {
+            ctx.hub
+                .send(*msg)
+                .await
+                .map_err(|_| "server is shutting down")?;
+        }
+        Step::Closed(reason) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
+            return Ok(Some(*reason));
+        }
+    }
+    Ok(None)
+}
+
+/// Hands a message to the hub without waiting; gives it back when the
+/// hub's queue is full (the caller then waits for room, in a boxed future).
+fn try_hub(ctx: &Ctx, msg: HubMsg) -> Result<Option<HubMsg>, BoxError> {
+    match ctx.hub.try_send(msg) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(msg)),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err("server is shutting down".into()),
+    }
 }
 
 /// Writes what the socket has queued: at once when the socket takes it
@@ -582,17 +695,19 @@ async fn flush(socket: &mut Socket) -> Result<(), BoxError> {
 }
 
 /// The TLS handshake (STARTTLS or direct TLS), bounded by
-/// [`HANDSHAKE_TIMEOUT`]. Boxed: its state is large and lives only while it
-/// runs, not in every idle connection's task.
+/// [`HANDSHAKE_TIMEOUT`]. Awaited boxed: its state is large and lives only
+/// while it runs, not in every idle connection's task.
 async fn start_tls(
     ctx: &Ctx,
     socket: &mut Socket,
     buffered: &[u8],
 ) -> Result<(TlsInfo, Vec<u8>), BoxError> {
-    let handshake = Box::pin(socket.start_tls(&ctx.tls, &ctx.cert_der, buffered));
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
-        .await
-        .map_err(|_| "TLS handshake timed out")?
+    tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        socket.start_tls(&ctx.tls, &ctx.cert_der, buffered),
+    )
+    .await
+    .map_err(|_| "TLS handshake timed out")?
 }
 
 /// Asks the hub for the detached session `previd` (it may first have to
@@ -604,16 +719,16 @@ async fn resume_answer(
     previd: String,
 ) -> Result<Option<Box<DetachedSession>>, BoxError> {
     let (reply, answer) = oneshot::channel();
-    to_hub(
-        ctx,
-        HubMsg::Resume {
-            id,
-            username,
-            previd,
-            reply,
-        },
-    )
-    .await?;
+    let resume = HubMsg::Resume {
+        id,
+        username,
+        previd,
+        reply,
+    };
+    ctx.hub
+        .send(resume)
+        .await
+        .map_err(|_| "server is shutting down")?;
     Ok(tokio::time::timeout(RESUME_TIMEOUT, answer)
         .await
         .ok()

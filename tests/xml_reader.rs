@@ -137,6 +137,43 @@ fn any_prefix_for_the_stream_namespace() {
     assert_eq!(frames[2], Frame::StreamClose);
 }
 
+/// Between first-level elements with nothing buffered the reader lets its
+/// parser go and rebuilds it when bytes arrive: end tags are still checked
+/// against the root as written, whatever its prefix.
+#[test]
+fn idle_between_stanzas_then_close_or_wrong_end_tag() {
+    for (root, close, ok) in [
+        ("stream", "</stream:stream>", true),
+        ("x", "</x:stream>", true),
+        ("x", "</stream:stream>", false),
+        ("stream", "</message>", false),
+    ] {
+        let mut reader = StreamReader::new(ReaderLimits::default());
+        reader.feed(
+            format!(
+                "<{root}:stream xmlns:{root}='http://etherx.jabber.org/streams' \
+                 xmlns='jabber:client' version='1.0'>"
+            )
+            .as_bytes(),
+        );
+        assert!(matches!(
+            reader.next_frame(),
+            Ok(Some(Frame::StreamOpen(_)))
+        ));
+        assert_eq!(reader.next_frame(), Ok(None));
+        reader.feed(b"<message><body>hi</body></message>");
+        assert!(matches!(reader.next_frame(), Ok(Some(Frame::Element(_)))));
+        assert_eq!(reader.next_frame(), Ok(None));
+        reader.feed(close.as_bytes());
+        let frame = reader.next_frame();
+        if ok {
+            assert_eq!(frame, Ok(Some(Frame::StreamClose)), "{root} {close}");
+        } else {
+            assert!(frame.is_err(), "{root} {close}: {frame:?}");
+        }
+    }
+}
+
 #[test]
 fn stream_namespace_as_default_namespace() {
     let input = b"<stream xmlns='http://etherx.jabber.org/streams' version='1.0'>\

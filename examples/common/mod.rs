@@ -1,6 +1,7 @@
-//! Host glue shared by the example client and server: the transport that
-//! starts in plaintext and upgrades to TLS, channel-binding data for SASL,
-//! and seeding the core's random source from the operating system.
+//! Host glue shared by the examples: the client's transport that starts in
+//! plaintext and upgrades to TLS (tokio-rustls; the server drives rustls
+//! itself, see `server/io.rs`), channel-binding data for SASL, and seeding
+//! the core's random source from the operating system.
 #![allow(dead_code)]
 
 use std::io;

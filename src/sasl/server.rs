@@ -234,7 +234,12 @@ struct ScramServerFinal {
 /// [`provide_credentials`](Self::provide_credentials). Each `<response/>` goes
 /// to [`step`](Self::step), `<abort/>` to [`abort`](Self::abort). After
 /// `Success` or `Failure` every further input yields `Failure`.
-pub struct ServerSession {
+pub struct ServerSession(Box<Exchange>);
+
+/// What a [`ServerSession`] holds, boxed: a connection keeps an
+/// `Option<ServerSession>`, one pointer wide, for its whole life, and the
+/// exchange itself (~0.4 KiB) only while it runs.
+struct Exchange {
     mechanism: Option<Mechanism>,
     config: ServerConfig,
     features: SaslFeatures,
@@ -246,7 +251,7 @@ pub struct ServerSession {
 impl std::fmt::Debug for ServerSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerSession")
-            .field("mechanism", &self.mechanism)
+            .field("mechanism", &self.0.mechanism)
             .finish_non_exhaustive()
     }
 }
@@ -290,39 +295,40 @@ impl ServerSession {
         tls: &TlsInfo,
         server_nonce: &str,
     ) -> (ServerSession, ServerStep) {
-        let mut session = ServerSession {
+        let mut session = ServerSession(Box::new(Exchange {
             mechanism: None,
             config: config.clone(),
             features: advertised.clone(),
             tls: tls.clone(),
             server_nonce: server_nonce.to_owned(),
             state: State::Done,
-        };
+        }));
         let step = session.begin(mechanism, initial_response);
         session.settle(&step);
         (session, step)
     }
 
     fn begin(&mut self, name: &str, initial: Option<&[u8]>) -> ServerStep {
-        if !valid_nonce(&self.server_nonce) {
+        if !valid_nonce(&self.0.server_nonce) {
             return fail(ErrorKind::InvalidInput, "invalid server nonce");
         }
         let Some(m) = Mechanism::from_name(name) else {
             return fail(ErrorKind::InvalidMechanism, "unknown mechanism");
         };
-        if m.requires_tls() && !self.tls.is_encrypted() && !self.config.allow_plain_without_tls {
+        if m.requires_tls() && !self.0.tls.is_encrypted() && !self.0.config.allow_plain_without_tls
+        {
             return fail(
                 ErrorKind::EncryptionRequired,
                 "PLAIN requires an encrypted stream",
             );
         }
-        if !self.config.mechanisms.contains(&m) || !self.features.offers(m) {
+        if !self.0.config.mechanisms.contains(&m) || !self.0.features.offers(m) {
             return fail(ErrorKind::InvalidMechanism, "mechanism not offered");
         }
-        self.mechanism = Some(m);
+        self.0.mechanism = Some(m);
         match initial {
             None => {
-                self.state = State::AwaitInitial;
+                self.0.state = State::AwaitInitial;
                 ServerStep::Challenge(Vec::new())
             }
             Some(data) => self.initial(m, data),
@@ -332,18 +338,18 @@ impl ServerSession {
     /// Marks the session finished after a terminal step.
     fn settle(&mut self, step: &ServerStep) {
         if matches!(step, ServerStep::Success { .. } | ServerStep::Failure(_)) {
-            self.state = State::Done;
+            self.0.state = State::Done;
         }
     }
 
     /// The mechanism in use (`None` if `start` rejected it).
     pub fn mechanism(&self) -> Option<Mechanism> {
-        self.mechanism
+        self.0.mechanism
     }
 
     /// Whether the session has ended.
     pub fn is_done(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.0.state, State::Done)
     }
 
     fn initial(&mut self, m: Mechanism, data: &[u8]) -> ServerStep {
@@ -375,7 +381,7 @@ impl ServerSession {
             authzid,
             mechanism: Mechanism::Plain,
         };
-        self.state = State::PlainNeedCredentials { msg, username };
+        self.0.state = State::PlainNeedCredentials { msg, username };
         step
     }
 
@@ -393,7 +399,7 @@ impl ServerSession {
                     );
                 }
                 let binding =
-                    ChannelBindingType::from_name(name).and_then(|t| self.tls.usable_binding(t));
+                    ChannelBindingType::from_name(name).and_then(|t| self.0.tls.usable_binding(t));
                 match binding {
                     Some(b) => b.data.clone(),
                     None => {
@@ -410,7 +416,7 @@ impl ServerSession {
                     "PLUS mechanism without channel binding",
                 );
             }
-            Gs2Flag::SupportedNotUsed if self.features.offers_plus() => {
+            Gs2Flag::SupportedNotUsed if self.0.features.offers_plus() => {
                 return fail(
                     ErrorKind::ChannelBindingDowngrade,
                     "client supports channel binding but server offered PLUS",
@@ -426,7 +432,7 @@ impl ServerSession {
             authzid: first.authzid.clone().filter(|a| !a.is_empty()),
             mechanism: m,
         };
-        self.state = State::ScramNeedCredentials {
+        self.0.state = State::ScramNeedCredentials {
             first,
             username,
             cb_data,
@@ -438,8 +444,8 @@ impl ServerSession {
         let Ok(requested) = std::str::from_utf8(data) else {
             return fail(ErrorKind::Malformed, "EXTERNAL authzid is not UTF-8");
         };
-        let ids = &self.tls.peer_identities;
-        if ids.is_empty() || !self.tls.is_encrypted() {
+        let ids = &self.0.tls.peer_identities;
+        if ids.is_empty() || !self.0.tls.is_encrypted() {
             return ServerStep::Failure(AUTH_FAILED);
         }
         let identity = if requested.is_empty() {
@@ -460,7 +466,7 @@ impl ServerSession {
                 identity: id.clone(),
                 authzid: None,
             }
-        } else if self.config.allow_proxy_authz {
+        } else if self.0.config.allow_proxy_authz {
             Identity::External {
                 identity: ids[0].clone(),
                 authzid: Some(requested.to_owned()),
@@ -482,7 +488,7 @@ impl ServerSession {
     /// unknown users, with a fake salt); for PLAIN the final result.
     pub fn provide_credentials(&mut self, lookup: impl Into<CredentialLookup>) -> ServerStep {
         let lookup = lookup.into();
-        let state = std::mem::replace(&mut self.state, State::Done);
+        let state = std::mem::replace(&mut self.0.state, State::Done);
         let step = match state {
             State::PlainNeedCredentials { msg, username } => {
                 self.plain_verify(&msg, username, lookup)
@@ -493,7 +499,7 @@ impl ServerSession {
                 cb_data,
             } => self.scram_server_first(first, username, cb_data, lookup),
             other => {
-                self.state = other;
+                self.0.state = other;
                 return fail(
                     ErrorKind::UnexpectedMessage,
                     "no credentials were requested",
@@ -508,7 +514,7 @@ impl ServerSession {
         let label = [hash.output_len() as u8];
         let derive = |purpose: &[u8]| {
             hash.hmac(
-                &self.config.secret,
+                &self.0.config.secret,
                 &[
                     b"xmpp-sansio SCRAM fake ",
                     purpose,
@@ -523,7 +529,7 @@ impl ServerSession {
         StoredCredentials {
             hash,
             salt,
-            iterations: self.config.unknown_user_iterations.max(1),
+            iterations: self.0.config.unknown_user_iterations.max(1),
             stored_key: derive(b"stored-key"),
             server_key: derive(b"server-key"),
         }
@@ -541,12 +547,12 @@ impl ServerSession {
             !domain.contains('/')
                 && domain
                     .trim_end_matches('.')
-                    .eq_ignore_ascii_case(&self.config.domain)
+                    .eq_ignore_ascii_case(&self.0.config.domain)
                 && prepare_username(local).as_deref() == Some(username)
         });
         if own {
             Ok(None)
-        } else if self.config.allow_proxy_authz {
+        } else if self.0.config.allow_proxy_authz {
             Ok(Some(a.to_owned()))
         } else {
             Err(SaslError::new(
@@ -616,7 +622,7 @@ impl ServerSession {
         cb_data: Vec<u8>,
         lookup: CredentialLookup,
     ) -> ServerStep {
-        let Some(hash) = self.mechanism.and_then(Mechanism::scram_hash) else {
+        let Some(hash) = self.0.mechanism.and_then(Mechanism::scram_hash) else {
             return fail(ErrorKind::UnexpectedMessage, "not a SCRAM session");
         };
         let usable = |c: &StoredCredentials| c.hash == hash && c.is_well_formed();
@@ -635,21 +641,21 @@ impl ServerSession {
                 false,
             ),
         };
-        let nonce = format!("{}{}", first.nonce, self.server_nonce);
+        let nonce = format!("{}{}", first.nonce, self.0.server_nonce);
         let mut server_first = format!(
             "r={nonce},s={},i={}",
             encode_b64(&credentials.salt),
             credentials.iterations
         );
-        if self.config.downgrade_protection {
+        if self.0.config.downgrade_protection {
             server_first.push_str(",h=");
             server_first.push_str(&encode_b64(&downgrade_protection_hash(
                 hash,
-                &self.features,
+                &self.0.features,
             )));
         }
         let challenge = server_first.clone().into_bytes();
-        self.state = State::ScramAwaitFinal(Box::new(ScramServerFinal {
+        self.0.state = State::ScramAwaitFinal(Box::new(ScramServerFinal {
             first,
             username,
             cb_data,
@@ -664,16 +670,16 @@ impl ServerSession {
 
     /// Processes a `<response/>` payload.
     pub fn step(&mut self, response: &[u8]) -> ServerStep {
-        let state = std::mem::replace(&mut self.state, State::Done);
+        let state = std::mem::replace(&mut self.0.state, State::Done);
         let step = match state {
-            State::AwaitInitial => match self.mechanism {
+            State::AwaitInitial => match self.0.mechanism {
                 Some(m) => self.initial(m, response),
                 None => fail(ErrorKind::UnexpectedMessage, "no mechanism"),
             },
             State::ScramAwaitFinal(s) => self.scram_final(&s, response),
             State::Done => fail(ErrorKind::UnexpectedMessage, "exchange already finished"),
             other => {
-                self.state = other;
+                self.0.state = other;
                 return fail(
                     ErrorKind::UnexpectedMessage,
                     "response while waiting for credentials",
@@ -724,7 +730,7 @@ impl ServerSession {
     /// Handles `<abort/>`: the session ends and the host replies with
     /// `<failure><aborted/></failure>`.
     pub fn abort(&mut self) -> ServerStep {
-        self.state = State::Done;
+        self.0.state = State::Done;
         fail(ErrorKind::Aborted, "aborted by the client")
     }
 }

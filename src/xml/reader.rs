@@ -198,7 +198,14 @@ enum State {
 #[derive(Debug)]
 pub struct StreamReader {
     limits: ReaderLimits,
-    parser: RawParser,
+    /// `None` between first-level elements of an idle stream: a parser is
+    /// ~0.3 KiB plus its element stack, and what it knows there (it is
+    /// inside the root element, nothing pending) is rebuilt by
+    /// [`Self::primed_parser`] when bytes arrive.
+    parser: Option<Box<RawParser>>,
+    /// The stream root's prefix as written (`stream` in `<stream:stream>`),
+    /// for [`Self::primed_parser`].
+    root_prefix: Option<NcName>,
     input: BytesMut,
     state: State,
     /// At the start of a document, before the encoding was checked.
@@ -225,7 +232,8 @@ impl StreamReader {
     pub fn new(limits: ReaderLimits) -> Self {
         Self {
             limits,
-            parser: Self::make_parser(&limits),
+            parser: Some(Box::new(Self::make_parser(&limits))),
+            root_prefix: None,
             input: BytesMut::new(),
             state: State::BeforeHeader,
             sniffing: true,
@@ -251,6 +259,35 @@ impl StreamReader {
         // on how the input was split. Whitespace between first-level
         // elements never reaches the parser: `skip_keepalive` takes it.
         RawParser::with_options(options)
+    }
+
+    /// A parser in the state the stream's parser is in between first-level
+    /// elements: inside the root element, at a token boundary. It is fed
+    /// the root's start tag (without attributes: this parser checks only
+    /// that end tags match) and its two events are dropped.
+    fn primed_parser(&self) -> Result<RawParser, XmlError> {
+        let mut parser = Self::make_parser(&self.limits);
+        let mut root = String::from("<");
+        if let Some(prefix) = &self.root_prefix {
+            root.push_str(prefix.as_str());
+            root.push(':');
+        }
+        root.push_str("stream>");
+        let mut slice = root.as_bytes();
+        let mut events = 0;
+        loop {
+            match parser.parse(&mut slice, false) {
+                Ok(Some(_)) => events += 1,
+                Ok(None) | Err(EndOrError::NeedMoreData) => break,
+                Err(EndOrError::Error(e)) => return Err(XmlError::from_rxml(e)),
+            }
+        }
+        if events != 2 || !slice.is_empty() {
+            return Err(XmlError::InvalidXml(
+                "cannot resume parsing the stream".to_owned(),
+            ));
+        }
+        Ok(parser)
     }
 
     /// The limits in force.
@@ -308,7 +345,8 @@ impl StreamReader {
         if matches!(self.state, State::Failed(_)) {
             return;
         }
-        self.parser = Self::make_parser(&self.limits);
+        self.parser = Some(Box::new(Self::make_parser(&self.limits)));
+        self.root_prefix = None;
         self.state = State::BeforeHeader;
         self.sniffing = true;
         self.header_bytes = 0;
@@ -357,7 +395,7 @@ impl StreamReader {
         self.stack = Vec::new();
         self.scopes = Vec::new();
         self.pending = None;
-        self.parser = RawParser::new();
+        self.parser = None;
     }
 
     fn limit(&self, limit: Limit) -> XmlError {
@@ -410,9 +448,13 @@ impl StreamReader {
                     Skipped::Markup => {}
                 }
             }
+            let parser = match &mut self.parser {
+                Some(parser) => parser,
+                None => self.parser.insert(Box::new(self.primed_parser()?)),
+            };
             let mut slice = &self.input[..];
             let before = slice.len();
-            let result = self.parser.parse(&mut slice, false);
+            let result = parser.parse(&mut slice, false);
             let consumed = before - slice.len();
             self.input.advance(consumed);
             if matches!(self.state, State::BeforeHeader) {
@@ -468,14 +510,17 @@ impl StreamReader {
         }
     }
 
-    /// Between stanzas with nothing buffered, give back what a big stanza
-    /// made the buffers grow to, so an idle stream holds little memory.
     /// Between first-level elements with no input left: gives back every
-    /// buffer, so an idle stream holds only the root's namespace
-    /// declarations. The next `feed` allocates what it needs.
+    /// buffer and the parser, so an idle stream holds only the root's
+    /// namespace declarations. The next `feed` allocates what it needs.
     fn release_idle_memory(&mut self) {
         if self.level <= 1 && self.input.is_empty() {
-            self.parser.release_temporaries();
+            if self.level == 1 && self.pending.is_none() && self.unreported == 0 {
+                // At a token boundary inside the root: nothing to keep.
+                self.parser = None;
+            } else if let Some(parser) = &mut self.parser {
+                parser.release_temporaries();
+            }
             self.input = BytesMut::new();
             if self.stack.is_empty() {
                 self.stack = Vec::new();
@@ -612,7 +657,7 @@ impl StreamReader {
     ) -> Vec<(Option<NcName>, NcName, String)> {
         let mut rest = Vec::with_capacity(attrs.len());
         for (prefix, local, mut value) in attrs {
-            if level == 0 {
+            if level == 1 {
                 // The root's declarations live as long as the stream.
                 value.shrink_to_fit();
             }
@@ -687,6 +732,7 @@ impl StreamReader {
     }
 
     fn open_stream(&mut self, head: PendingHead) -> Result<StreamHeader, XmlError> {
+        self.root_prefix.clone_from(&head.prefix);
         let attrs = self.declare(1, head.attrs);
         let namespace = self.resolve(head.prefix.as_ref())?;
         if namespace != ns::STREAMS {
