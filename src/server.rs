@@ -16,7 +16,7 @@
 //! C: <stream:stream to=D>        S: header(id2) <features><mechanisms>…</mechanisms></features>
 //! C: <auth mechanism=…>          → Event Request(Credentials) … answer(Answer::Credentials)
 //!                                S: <challenge/> … <success/>   → Event Authenticated
-//! C: <stream:stream to=D>        S: header(id3) <features><bind/><session><optional/></session></features>
+//! C: <stream:stream to=D>        S: header(id3) <features><bind/><session><optional/></session>[<sm/>][post_auth_features]</features>
 //! C: <iq type=set><bind/></iq>   → Event Request(Bind) … answer(Answer::Bind)
 //!                                S: <iq type=result><bind><jid>u@D/r</jid></bind></iq> → Event Bound
 //! C: stanzas                     → Event Stanza (validated, `from` stamped)
@@ -132,6 +132,12 @@ pub struct ServerConfig {
     /// Stream management (XEP-0198); `None` does not offer it. Default: on,
     /// resumable for 5 minutes.
     pub stream_management: Option<ServerSmConfig>,
+    /// Extra children of the stream features offered after authentication
+    /// (next to `<bind/>`), for features the host implements, such as
+    /// roster versioning
+    /// ([`roster_versioning_feature`](crate::im::roster::roster_versioning_feature)).
+    /// Sent as they are. Default: none.
+    pub post_auth_features: Vec<Element>,
 }
 
 /// Stream management (XEP-0198) settings of a server.
@@ -247,6 +253,7 @@ impl ServerConfig {
             max_auth_failures: 3,
             offer_session: true,
             stream_management: Some(ServerSmConfig::default()),
+            post_auth_features: Vec::new(),
         }
     }
 }
@@ -1225,6 +1232,11 @@ impl ServerConnection {
                     StreamError::new(StreamErrorCondition::InternalServerError).with_text(why);
                 return self.fatal(error, CloseReason::PolicyRefused(why.to_owned()));
             }
+        }
+        if self.negotiated.authenticated {
+            features
+                .other
+                .extend(self.config.post_auth_features.iter().cloned());
         }
         self.write(&features.to_element());
         let phase = if self.negotiated.authenticated {

@@ -2233,3 +2233,32 @@ fn sm_client_max_shortens_the_resumption_time() {
     let d = h.conn.detach().unwrap();
     assert_eq!(d.expires_at(), h.now + Duration::from_secs(60));
 }
+
+#[test]
+fn post_auth_features_are_offered_with_bind_only() {
+    let mut config = config();
+    config.post_auth_features = vec![xmpp_sansio::im::roster::roster_versioning_feature()];
+    let mut h = Host::with(config, TlsInfo::plaintext());
+    h.send(&header());
+    h.send(STARTTLS);
+    h.send(&header());
+    h.send(&plain_auth(USER, PASSWORD));
+    h.send(&header());
+    let features: Vec<&Element> = h
+        .parser
+        .frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Element(e) if e.is("features", ns::STREAMS) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(features.len(), 3);
+    let rosterver = "urn:xmpp:features:rosterver";
+    assert!(!features[0].has_child("ver", rosterver));
+    assert!(!features[1].has_child("ver", rosterver));
+    assert!(features[2].has_child("bind", ns::XMPP_BIND));
+    assert!(features[2].has_child("ver", rosterver));
+    let parsed = xmpp_sansio::stream::StreamFeatures::from_element(features[2]).unwrap();
+    assert!(parsed.roster_versioning && parsed.bind);
+}
