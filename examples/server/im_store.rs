@@ -63,6 +63,13 @@ impl std::fmt::Display for ImStoreError {
 
 impl std::error::Error for ImStoreError {}
 
+impl ImStoreError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> ImStoreError {
+        ImStoreError(message.into())
+    }
+}
+
 fn ctx<E: Into<redb::Error>>(what: &'static str) -> impl FnOnce(E) -> ImStoreError {
     move |e| ImStoreError(format!("{what}: {}", e.into()))
 }
