@@ -4,9 +4,9 @@
 Logs in as alice and bob over STARTTLS (plaintext and direct TLS disabled),
 alice sends bob COUNT chat messages to his bare JID, which must arrive
 complete and in order; then disco#info on the domain (identity server/im,
-features disco#info and ping), XEP-0199 ping, an empty roster get and a
-roster set (expected to fail with feature-not-implemented: the server does
-not store rosters yet); then XEP-0198 resumption both ways: alice's TCP
+features disco#info and ping), XEP-0199 ping, an empty roster get, a
+roster set (adding bob: it must succeed, and a roster get then lists bob
+with subscription none); then XEP-0198 resumption both ways: alice's TCP
 connection is cut mid-conversation and she resumes, bob's is cut while
 alice sends to him and he resumes and gets what was queued, every message
 exactly once and in order; finally a third login (alice, PLAIN over TLS).
@@ -120,16 +120,22 @@ async def run(args):
 
         iq = alice.make_iq_set()
         q = iq.xml.makeelement("{%s}query" % NS_ROSTER, {})
-        q.append(q.makeelement("{%s}item" % NS_ROSTER, {"jid": f"{b_user}@{args.domain}"}))
+        q.append(q.makeelement("{%s}item" % NS_ROSTER,
+                               {"jid": f"{b_user}@{args.domain}", "name": "Bob"}))
         iq.xml.append(q)
         try:
-            await iq.send(timeout=10)
-            raise Failure("roster set succeeded, but the server stores no rosters")
+            result = await iq.send(timeout=10)
         except IqError as e:
-            condition = e.iq["error"]["condition"]
-            if condition != "feature-not-implemented":
-                raise Failure(f"roster set: expected feature-not-implemented, got {condition}")
-        print("ok: roster set refused with feature-not-implemented (not stored yet)")
+            raise Failure(f"roster set refused: {e.iq['error']['condition']}") from None
+        if result["type"] != "result":
+            raise Failure(f"roster set: unexpected reply {result}")
+        iq = alice.make_iq_get(queryxmlns=NS_ROSTER)
+        result = await iq.send(timeout=10)
+        items = [(i.get("jid"), i.get("name"), i.get("subscription"))
+                 for i in result.xml.find("{%s}query" % NS_ROSTER)]
+        if items != [(f"{b_user}@{args.domain}", "Bob", "none")]:
+            raise Failure(f"roster get after the set: expected bob (none), got {items}")
+        print("ok: roster set stored bob; roster get lists him (subscription none)")
 
         await resume_scenario(args, alice, bob, received)
 
