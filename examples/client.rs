@@ -5,6 +5,7 @@
 //! cargo run --example client -- --jid alice@localhost --password alice-pass --insecure send bob@localhost "hello"
 //! cargo run --example client -- --jid bob@localhost --password bob-pass --insecure listen --count 1
 //! cargo run --example client -- --jid alice@localhost --password alice-pass --insecure disco
+//! cargo run --example client -- --jid alice@localhost --password alice-pass --insecure roster --add bob@localhost
 //! ```
 //!
 //! The host owns the socket, TLS and the clock; the core only sees bytes,
@@ -27,6 +28,8 @@ use tokio::net::TcpStream;
 
 use common::Transport;
 use xmpp_sansio::client::{ClientConfig, ClientConnection, ClientEvent, TlsMode};
+use xmpp_sansio::im::delay::Delay;
+use xmpp_sansio::im::roster::NS_ROSTER;
 use xmpp_sansio::stanza::{IqType, MessageType, Stanza, StanzaKind};
 use xmpp_sansio::stream::{CloseReason, Input, Output};
 use xmpp_sansio::xml::StreamWriter;
@@ -89,6 +92,13 @@ enum Command {
     Disco { target: Option<Jid> },
     /// Ping the server (XEP-0199) and print the round trip.
     Ping,
+    /// Print the roster (RFC 6121 §2), one `item JID subscription=… [ask=…]
+    /// [name=…]` line per contact, after adding each `--add` contact with a
+    /// roster set.
+    Roster {
+        #[arg(long = "add", value_name = "JID")]
+        add: Vec<BareJid>,
+    },
     /// Stream management check (XEP-0198): send `count` numbered messages
     /// "PREFIX 1…count", drop the TCP connection without closing the
     /// stream, reconnect and resume the session, send `count` more, then
@@ -127,6 +137,8 @@ struct App {
     command: Command,
     received: usize,
     pending_iq: Option<(String, Instant)>,
+    /// Ids of roster sets not yet answered.
+    pending_sets: Vec<String>,
     done: bool,
     writer: StreamWriter,
     /// Drop the connection without closing the stream (resume-check).
@@ -172,6 +184,24 @@ impl App {
                     conn.send_stanza(now, Stanza::iq(IqType::Get, Some(&target), "ping1", ping))?;
                 self.pending_iq = Some((id, now));
             }
+            Command::Roster { add } => {
+                for (i, jid) in add.iter().enumerate() {
+                    let mut query = Element::bare("query", NS_ROSTER);
+                    query.append_child(
+                        Element::builder("item", NS_ROSTER)
+                            .attr(nc("jid"), jid.as_str())
+                            .build(),
+                    );
+                    let id = conn.send_stanza(
+                        now,
+                        Stanza::iq(IqType::Set, None, &format!("add{i}"), query),
+                    )?;
+                    self.pending_sets.push(id);
+                }
+                let query = Element::bare("query", NS_ROSTER);
+                let id = conn.send_stanza(now, Stanza::iq(IqType::Get, None, "roster1", query))?;
+                self.pending_iq = Some((id, now));
+            }
             Command::ResumeCheck { to, count, prefix } => {
                 if conn.resumption_id().is_none() {
                     return Err("the server did not enable resumable stream management".into());
@@ -197,7 +227,40 @@ impl App {
         Ok(())
     }
 
-    fn stanza(&mut self, stanza: &Stanza, now: Instant) -> Result<(), BoxError> {
+    fn stanza(
+        &mut self,
+        conn: &mut ClientConnection,
+        stanza: &Stanza,
+        now: Instant,
+    ) -> Result<(), BoxError> {
+        if let Some(pos) = self
+            .pending_sets
+            .iter()
+            .position(|id| stanza.id() == Some(id.as_str()))
+        {
+            self.pending_sets.remove(pos);
+            if let Some(error) = stanza.error() {
+                return Err(format!("roster set failed: {error}").into());
+            }
+            return Ok(());
+        }
+        // A roster push (RFC 6121 §2.1.6) from our own account: acknowledge.
+        let own = match stanza.from_jid() {
+            None => true,
+            Some(Ok(from)) => conn.jid().is_some_and(|j| from == j.to_bare()),
+            Some(Err(_)) => false,
+        };
+        if own
+            && stanza.iq_type() == Some(Ok(IqType::Set))
+            && stanza
+                .iq_payload()
+                .is_some_and(|p| p.is("query", NS_ROSTER))
+        {
+            if let Some(reply) = stanza.iq_result(None) {
+                conn.send_stanza(now, reply)?;
+            }
+            return Ok(());
+        }
         if let Some((id, sent)) = &self.pending_iq
             && stanza.id() == Some(id.as_str())
         {
@@ -211,6 +274,7 @@ impl App {
                     stanza.from().unwrap_or("server"),
                     now - *sent
                 ),
+                Command::Roster { .. } => print_roster(stanza),
                 _ => {}
             }
             self.done = true;
@@ -227,6 +291,11 @@ impl App {
                     .map(Element::text);
                 if let Some(body) = body {
                     println!("{}: {body}", stanza.from().unwrap_or("?"));
+                    // XEP-0203: stored and delivered later (offline storage).
+                    if let Some(Ok(delay)) = Delay::of(stanza) {
+                        let from = delay.from.as_ref().map_or("?", |j| j.as_str());
+                        eprintln!("-- delayed: from {from} stamp {}", delay.stamp);
+                    }
                     self.received += 1;
                     if count.is_some_and(|c| self.received >= c) {
                         self.done = true;
@@ -240,6 +309,37 @@ impl App {
         }
         Ok(())
     }
+}
+
+fn print_roster(stanza: &Stanza) {
+    let Some(query) = stanza.element().get_child("query", NS_ROSTER) else {
+        println!("(no roster payload)");
+        return;
+    };
+    let mut empty = true;
+    for item in query.children().filter(|c| c.is("item", NS_ROSTER)) {
+        empty = false;
+        let mut line = format!(
+            "item {} subscription={}",
+            item.attr("jid").unwrap_or("?"),
+            item.attr("subscription").unwrap_or("none")
+        );
+        if let Some(ask) = item.attr("ask") {
+            line.push_str(&format!(" ask={ask}"));
+        }
+        if let Some(name) = item.attr("name") {
+            line.push_str(&format!(" name={name}"));
+        }
+        println!("{line}");
+    }
+    if empty {
+        println!("(empty roster)");
+    }
+}
+
+/// An attribute name (a literal, so always a valid NCName).
+fn nc(name: &'static str) -> minidom::rxml::NcName {
+    minidom::rxml::NcName::try_from(name).expect("literal NCName")
 }
 
 fn print_disco(stanza: &Stanza) {
@@ -331,6 +431,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         command: args.command.clone(),
         received: 0,
         pending_iq: None,
+        pending_sets: Vec::new(),
         done: false,
         writer: StreamWriter::default(),
         drop_now: false,
@@ -435,7 +536,7 @@ async fn drive(
                     app.online(&mut conn, Instant::now())?;
                 }
                 Output::Event(ClientEvent::Stanza(stanza)) => {
-                    app.stanza(&stanza, Instant::now())?
+                    app.stanza(&mut conn, &stanza, Instant::now())?
                 }
                 Output::Event(ClientEvent::Resumed { jid }) => {
                     eprintln!("resumed as {jid}");

@@ -609,3 +609,83 @@ fn a_new_resource_learns_the_presence_of_the_others() {
     );
     drop(one.finish(Duration::ZERO));
 }
+
+/// The IM wiring with our own client: a roster set and a message to an
+/// offline user, a restart (SIGTERM, same data directory), then the roster
+/// is still there and the message is delivered with its `<delay/>`.
+#[cfg(unix)]
+#[test]
+fn roster_and_offline_messages_survive_a_restart() {
+    let work = TempDir::new("im-restart");
+    let mut first = Server::start(&work.0, "1", &[]);
+    let mut roster = first.client("alice", "wonderland");
+    roster.args(["roster", "--add", "bob@localhost"]);
+    let out = run(roster);
+    out.ok("alice roster --add bob");
+    assert_eq!(
+        out.stdout.trim(),
+        "item bob@localhost subscription=none",
+        "{}",
+        out.stdout
+    );
+    let mut send = first.client("alice", "wonderland");
+    send.args([
+        "--resource",
+        "desk",
+        "send",
+        "bob@localhost",
+        "while you were away",
+    ]);
+    let out = run(send);
+    out.ok("alice send to offline bob");
+    assert!(
+        !out.stderr.contains("error"),
+        "the message must be stored, not bounced:\n{}",
+        out.stderr
+    );
+    let status = first.terminate();
+    assert!(status.success(), "server exit: {status}\n{}", first.log());
+    drop(first);
+
+    let second = Server::start(&work.0, "2", &[]);
+    let mut listen = second.client("bob", "builder");
+    listen.args(["listen", "--count", "1"]);
+    let out = run(listen);
+    out.ok("bob listen after the restart");
+    assert_eq!(
+        out.stdout.trim(),
+        "alice@localhost/desk: while you were away",
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("-- delayed: from localhost stamp "),
+        "the offline message carries the server's delay:\n{}",
+        out.stderr
+    );
+    // Delivered once: a second login gets nothing stored.
+    let mut listen = second.client("bob", "builder");
+    listen.args(["listen", "--count", "1"]);
+    let mut again = Background::spawn(listen);
+    let out = again.finish(Duration::from_secs(3));
+    assert!(
+        out.stdout.trim().is_empty(),
+        "nothing left to deliver:\n{}",
+        out.stdout
+    );
+
+    let mut roster = second.client("alice", "wonderland");
+    roster.arg("roster");
+    let out = run(roster);
+    out.ok("alice roster after the restart");
+    assert_eq!(
+        out.stdout.trim(),
+        "item bob@localhost subscription=none",
+        "{}",
+        out.stdout
+    );
+    assert!(
+        work.0.join("data").join("im.redb").exists(),
+        "the IM database lives in the data directory"
+    );
+}
