@@ -78,6 +78,12 @@ fn corrupt(what: &str, user: &str) -> ImStoreError {
     ImStoreError(format!("corrupt {what} record of {user:?}"))
 }
 
+/// redb's page cache (default 1 GiB). Rosters are read at presence changes
+/// and roster gets, offline queues once per login: with the default every
+/// record ever read would stay cached. The OS page cache still serves the
+/// file.
+const CACHE_BYTES: usize = 1024 * 1024;
+
 /// The IM database. Owned by the hub, its only user.
 pub struct ImStore {
     db: Database,
@@ -89,12 +95,15 @@ impl ImStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| ImStoreError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("im.redb");
-        let db = Database::create(&path).map_err(|e| {
-            ImStoreError(format!(
-                "cannot open {}: {e} (is another server using this data directory?)",
-                path.display()
-            ))
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| {
+                ImStoreError(format!(
+                    "cannot open {}: {e} (is another server using this data directory?)",
+                    path.display()
+                ))
+            })?;
         // Create the tables so read transactions always find them.
         let tx = db.begin_write().map_err(ctx("begin write"))?;
         tx.open_table(ROSTER_ITEMS)
