@@ -141,7 +141,10 @@ impl ImStore {
         Ok(out)
     }
 
-    /// The blocklist of `user` (empty when none was saved).
+    /// The blocklist of `user` (empty when none was saved). The server
+    /// reads them all at start ([`blocklists`](Self::blocklists)); this is
+    /// for the tests.
+    #[cfg(test)]
     pub fn blocklist(&self, user: &BareJid) -> Result<Blocklist, ImStoreError> {
         let tx = self.db.begin_read().map_err(ctx("begin read"))?;
         let table = tx.open_table(BLOCKLISTS).map_err(ctx("open blocklists"))?;
@@ -176,7 +179,8 @@ impl ImStore {
     // --- offline messages ---------------------------------------------------
 
     /// The messages waiting for `user`, oldest first, without removing
-    /// them.
+    /// them (for the tests).
+    #[cfg(test)]
     pub fn offline_messages(&self, user: &BareJid) -> Result<Vec<StoredMessage>, ImStoreError> {
         let tx = self.db.begin_read().map_err(ctx("begin read"))?;
         let table = tx.open_table(OFFLINE).map_err(ctx("open offline"))?;
