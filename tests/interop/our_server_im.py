@@ -4,7 +4,8 @@ server restart. The shell script our-server-im runs it twice against the
 same data directory, killing and restarting the server in between:
 
 --phase before (fresh data directory):
-  1. alice, bob and carol log in over STARTTLS; their rosters are empty.
+  1. alice, bob and carol log in over STARTTLS (roster versioning is offered
+     as a stream feature); their rosters are empty.
   2. alice and bob subscribe to each other (explicit subscribe/subscribed,
      no client automation): both rosters show subscription "both", each
      sees the other's available presence.
@@ -213,6 +214,9 @@ async def phase_before(args, alice, bob, carol):
     for c in (alice, bob, carol):
         await c.login()
     print("ok: alice, bob and carol logged in over STARTTLS")
+    if "rosterver" not in alice.xmpp.features:
+        raise Failure(f"no roster versioning stream feature (saw {sorted(alice.xmpp.features)})")
+    print("ok: roster versioning offered in the stream features")
     for c in (alice, bob):
         items, _ = await c.roster()
         if items:
