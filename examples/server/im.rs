@@ -583,8 +583,9 @@ impl Im {
         } else if in_ns(NS_BLOCKING) {
             self.blocking_iq(router, run, session, from, iq);
         } else if in_ns(NS_CARBONS) {
-            if let Some(reply) = self.carbons.handle_iq(session, from, iq) {
-                run.out.push((session, reply));
+            match self.carbons.handle_iq(session, from, iq) {
+                Some(reply) => run.out.push((session, reply)),
+                None => run.refuse(session, iq, StanzaErrorCondition::ServiceUnavailable),
             }
         } else if DiscoQuery::from_iq(iq).is_some() {
             let Some(requester) = self.requester(from, user, own) else {
