@@ -598,8 +598,9 @@ impl Im {
                 requester,
                 resources: &resources,
             };
-            if let Some(reply) = self.disco.respond_account(iq, &account) {
-                run.out.push((session, reply));
+            match self.disco.respond_account(iq, &account) {
+                Some(reply) => run.out.push((session, reply)),
+                None => run.refuse(session, iq, StanzaErrorCondition::ServiceUnavailable),
             }
         } else if own
             && iq.iq_type() == Some(Ok(IqType::Get))
