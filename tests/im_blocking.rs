@@ -394,6 +394,30 @@ fn ended_sessions_get_no_pushes() {
     assert_eq!(sessions.interested(&bare("juliet@capulet.com")).count(), 0);
 }
 
+/// A resumed session (a new id for the same full JID) keeps its interest.
+#[test]
+fn moved_sessions_keep_getting_pushes() {
+    let mut list = Blocklist::new();
+    let mut sessions = interested_sessions(&mut list);
+    sessions.session_moved(BALCONY, 77, &balcony());
+    sessions.session_moved(HALL, 78, &full("juliet@capulet.com/hall"));
+    let user = bare("juliet@capulet.com");
+    assert_eq!(
+        sessions
+            .interested(&user)
+            .map(|(id, _)| id)
+            .collect::<Vec<_>>(),
+        vec![CHAMBER, 77]
+    );
+    assert_eq!(
+        sessions
+            .interested(&user)
+            .find(|(id, _)| *id == 77)
+            .map(|(_, j)| j.clone()),
+        Some(balcony())
+    );
+}
+
 #[test]
 fn request_elements_round_trip() {
     for request in [

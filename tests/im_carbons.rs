@@ -598,6 +598,16 @@ fn ended_sessions_get_no_copies() {
     );
 }
 
+#[test]
+fn moved_sessions_keep_carbons() {
+    let mut carbons = sessions(&[(GARDEN, garden())]);
+    carbons.session_moved(GARDEN, 40, &garden());
+    carbons.session_moved(PHONE, 41, &phone());
+    assert!(carbons.is_enabled(40, &garden()));
+    assert!(!carbons.is_enabled(GARDEN, &garden()));
+    assert!(!carbons.is_enabled(41, &phone()));
+}
+
 /// With the router: a chat to Romeo's bare JID goes to the most available
 /// session; his other carbons-enabled sessions get `<received/>` copies.
 #[test]

@@ -5,12 +5,12 @@
 
 mod im_common;
 
-use im_common::{World, available, bare, full, parse, presence, rows, summary};
+use im_common::{World, available, bare, full, parse, presence, roster_get, rows, summary};
 use minidom::Element;
 use xmpp_sansio::error::StanzaErrorCondition;
 use xmpp_sansio::im::presence::{PresenceView, UserResource, answer_probe, broadcast_available};
 use xmpp_sansio::im::{ImAction, ImConfig, NonSubscriberProbe, RosterItem, Subscription};
-use xmpp_sansio::router::Decision;
+use xmpp_sansio::router::{ConflictPolicy, Decision};
 use xmpp_sansio::stanza::Stanza;
 
 const JULIET: &str = "juliet@example.com";
@@ -356,6 +356,51 @@ fn session_end() {
     // Unknown or ended sessions: nothing.
     let Ok(none) = w.im.session_ended(&mut w.router, &mut w.store, 1);
     assert!(none.is_empty());
+}
+
+/// A session that goes on under a new id (XEP-0198 resumption) keeps its
+/// roster interest, last presence and directed presence.
+#[test]
+fn moved_session_keeps_its_state() {
+    let mut w = verona(ImConfig::default());
+    w.send(1, roster_get("r", None));
+    w.send(1, available("chat", 0));
+    w.send(1, presence(None, Some("friar@verona.lit")));
+    w.clear();
+    // The host moves the binding, then tells the service.
+    w.router.unbind(1);
+    w.router.bind(9, full(BALCONY), ConflictPolicy::RefuseNew);
+    w.router.set_presence(9, true, 0);
+    w.im.session_moved(1, 9);
+    assert!(w.im.is_interested(9) && !w.im.is_interested(1));
+    assert_eq!(
+        w.im.last_presence(9).and_then(show),
+        Some("chat".to_owned())
+    );
+    assert!(w.im.last_presence(1).is_none());
+    assert_eq!(
+        w.im.directed_presence_targets(9)
+            .map(|j| j.to_string())
+            .collect::<Vec<_>>(),
+        vec!["friar@verona.lit".to_owned()]
+    );
+    // A probe is answered with the moved session's presence.
+    w.send(3, presence(Some("probe"), Some(JULIET)));
+    assert!(
+        w.take(3)
+            .iter()
+            .any(|p| p.from() == Some(BALCONY) && show(p).as_deref() == Some("chat"))
+    );
+    // Its end undoes the directed presence.
+    w.clear();
+    w.end(9);
+    assert!(
+        summary(&w.remote)
+            .iter()
+            .any(|(kind, from, to)| kind == "presence:unavailable"
+                && from == BALCONY
+                && to == "friar@verona.lit")
+    );
 }
 
 /// Things that are not broadcasts give nothing.

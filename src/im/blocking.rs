@@ -435,6 +435,17 @@ impl BlockingSessions {
         }
     }
 
+    /// The session `old`, bound to `jid`, goes on as `new` (XEP-0198
+    /// resumption on a new connection): if `old` was interested, `new` is
+    /// now.
+    pub fn session_moved(&mut self, old: SessionId, new: SessionId, jid: &FullJid) {
+        if let Some(sessions) = self.interested.get_mut(&jid.to_bare())
+            && let Some(bound) = sessions.remove(&old)
+        {
+            sessions.insert(new, bound);
+        }
+    }
+
     /// The sessions of `user` that fetched the blocklist, ascending.
     pub fn interested(&self, user: &BareJid) -> impl Iterator<Item = (SessionId, &FullJid)> {
         self.interested

@@ -298,6 +298,15 @@ impl CarbonsSessions {
         self.disable(session, jid);
     }
 
+    /// The session `old`, bound to `jid`, goes on as `new` (XEP-0198
+    /// resumption on a new connection): carbons stay enabled if they were.
+    pub fn session_moved(&mut self, old: SessionId, new: SessionId, jid: &FullJid) {
+        if self.is_enabled(old, jid) {
+            self.disable(old, jid);
+            self.enable(new, jid);
+        }
+    }
+
     /// Whether `session` of `jid` has carbons enabled.
     pub fn is_enabled(&self, session: SessionId, jid: &FullJid) -> bool {
         self.enabled

@@ -641,6 +641,18 @@ impl ImService {
         Ok(out)
     }
 
+    /// The local session `old` goes on as `new`: the same full JID, now
+    /// bound under another id (XEP-0198 resumption on a new connection,
+    /// after the host moved the router's binding the same way). What the
+    /// service knows of `old` (roster interest and versioning, last
+    /// presence, directed-presence recipients) is `new`'s from now on;
+    /// `old` is forgotten. Nothing is sent.
+    pub fn session_moved(&mut self, old: SessionId, new: SessionId) {
+        if let Some(state) = self.sessions.remove(&old) {
+            self.sessions.insert(new, state);
+        }
+    }
+
     fn unavailable<S: RosterStore>(
         &mut self,
         router: &mut Router,
