@@ -724,3 +724,83 @@ fn presence_of_a_bad_priority_is_refused() {
     assert_eq!(error_condition(&got[0]).as_deref(), Some("bad-request"));
     assert!(!host.router.session(alice).unwrap().available);
 }
+
+/// XEP-0198 in the hub: a resumed session (a new id, the router's binding
+/// moved) keeps its IM state; messages it never acknowledged are routed
+/// again when it ends, into offline storage when nobody else is there.
+#[test]
+fn resumed_sessions_keep_their_state_and_unacked_messages_go_offline() {
+    let dir = TempDir::new("resume");
+    let mut host = Host::open(&dir);
+    let alice = host.online("alice@localhost/a");
+    let phone = host.online("alice@localhost/phone");
+    let bob = host.online("bob@localhost/b");
+    for s in [alice, phone] {
+        host.send_xml(
+            s,
+            "<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>",
+        );
+    }
+    host.take(alice);
+    host.take(phone);
+    host.take(bob);
+
+    // The hub moves alice's binding to a new connection, then tells Im.
+    let moved: SessionId = 100;
+    let jid: FullJid = "alice@localhost/a".parse().unwrap();
+    let (available, priority) = {
+        let s = host.router.session(alice).unwrap();
+        (s.available, s.priority)
+    };
+    host.router.unbind(alice);
+    host.router
+        .bind(moved, jid.clone(), ConflictPolicy::RefuseNew);
+    host.router.set_presence(moved, available, priority);
+    host.im.session_moved(alice, moved, &jid);
+    host.inbox.remove(&alice);
+
+    host.send_xml(bob, "<message xmlns='jabber:client' to='alice@localhost/a' type='chat'><body>after the move</body></message>");
+    assert_eq!(
+        host.take(moved).iter().filter_map(body).collect::<Vec<_>>(),
+        ["after the move"]
+    );
+    let copies = host.take(phone);
+    assert!(
+        copies.len() == 1
+            && copies[0]
+                .element()
+                .has_child("received", "urn:xmpp:carbons:2"),
+        "the phone still gets carbons of the moved session's messages: {copies:?}"
+    );
+    // Still interested in the roster: a roster set by the phone is pushed
+    // to the moved session too.
+    host.send_xml(phone, "<iq xmlns='jabber:client' type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='carol@localhost'/></query></iq>");
+    assert!(
+        host.take(moved)
+            .iter()
+            .any(|s| s.type_attr() == Some("set")
+                && s.element().has_child("query", "jabber:iq:roster")),
+        "roster push to the moved session"
+    );
+    host.take(phone);
+
+    // Alice's sessions end; a message the moved one never acknowledged is
+    // routed again: with nobody left, into offline storage.
+    let unacked = parse(
+        "<message xmlns='jabber:client' from='bob@localhost/b' to='alice@localhost/a' type='chat'><body>unacked</body></message>",
+    );
+    host.end(phone);
+    host.end(moved);
+    let out = host.im.reroute(&mut host.router, &host.accounts, unacked);
+    assert!(out.is_empty(), "nothing to deliver now: {out:?}");
+    assert!(
+        host.take(bob).iter().all(|s| !s.is_error()),
+        "no bounce to bob"
+    );
+    let back = host.online("alice@localhost/a");
+    let got = host.take(back);
+    let messages: Vec<&Stanza> = got.iter().filter(|s| body(s).is_some()).collect();
+    assert_eq!(messages.len(), 1, "{got:?}");
+    assert_eq!(body(messages[0]).as_deref(), Some("unacked"));
+    assert!(messages[0].element().has_child("delay", NS_DELAY));
+}
