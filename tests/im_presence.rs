@@ -112,7 +112,7 @@ fn initial_presence_fan_out() {
     assert!(s.available);
     assert_eq!(s.priority, 5);
     assert_eq!(
-        w.im.last_presence(2).and_then(show).as_deref(),
+        w.im.last_presence(2).as_ref().and_then(show).as_deref(),
         Some("away")
     );
 }
@@ -374,7 +374,7 @@ fn moved_session_keeps_its_state() {
     w.im.session_moved(1, 9);
     assert!(w.im.is_interested(9) && !w.im.is_interested(1));
     assert_eq!(
-        w.im.last_presence(9).and_then(show),
+        w.im.last_presence(9).as_ref().and_then(show),
         Some("chat".to_owned())
     );
     assert!(w.im.last_presence(1).is_none());

@@ -725,8 +725,7 @@ impl Im {
         // §3.4: the current presence to the newly unblocked.
         for recipient in outcome.send_current_presence_to {
             for id in &sessions {
-                if let Some(presence) = self.service.last_presence(*id) {
-                    let mut presence = presence.clone();
+                if let Some(mut presence) = self.service.last_presence(*id) {
                     presence.set_to(Some(recipient.as_str()));
                     run.queue.push_back((Origin::Server, presence));
                 }

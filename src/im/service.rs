@@ -64,10 +64,56 @@ struct SessionState {
     /// Sent `ver` with its roster get: pushes carry the version.
     versioning: bool,
     /// The last broadcast available presence (`from` stamped, no `to`).
-    presence: Option<Stanza>,
+    presence: Option<KeptPresence>,
     /// Entities that got directed available presence from this session
     /// and are not subscribers.
     directed: BTreeSet<Jid>,
+}
+
+/// A session's last broadcast presence, kept small. Most clients send a
+/// bare `<presence/>` (with an `id`): that is kept as its `from` and `id`
+/// and rebuilt when needed, as a parsed element costs ~1.3 KiB (its
+/// attribute map alone) in every idle session. Anything else is kept as it
+/// came.
+#[derive(Clone, Debug)]
+enum KeptPresence {
+    Plain {
+        from: Box<str>,
+        id: Option<Box<str>>,
+    },
+    Full(Box<Stanza>),
+}
+
+impl KeptPresence {
+    fn keep(stanza: Stanza) -> KeptPresence {
+        let element = stanza.element();
+        let attrs = 1 + usize::from(stanza.id().is_some());
+        match stanza.from() {
+            Some(from)
+                if element.ns() == CONTENT_NS
+                    && element.attrs().len() == attrs
+                    && element.nodes().next().is_none() =>
+            {
+                KeptPresence::Plain {
+                    from: from.into(),
+                    id: stanza.id().map(Box::from),
+                }
+            }
+            _ => KeptPresence::Full(Box::new(stanza)),
+        }
+    }
+
+    fn stanza(&self) -> Stanza {
+        match self {
+            KeptPresence::Plain { from, id } => {
+                let mut presence = Stanza::new(StanzaKind::Presence, CONTENT_NS);
+                presence.set_from(Some(from));
+                presence.set_id(id.as_deref());
+                presence
+            }
+            KeptPresence::Full(stanza) => (**stanza).clone(),
+        }
+    }
 }
 
 /// The IM layer of a server: see the [module docs](crate::im).
@@ -133,9 +179,10 @@ impl ImService {
     }
 
     /// The last broadcast available presence of `session`, while it is
-    /// available.
-    pub fn last_presence(&self, session: SessionId) -> Option<&Stanza> {
-        self.sessions.get(&session)?.presence.as_ref()
+    /// available (rebuilt: a plain `<presence/>` is kept as its `from` and
+    /// `id` only).
+    pub fn last_presence(&self, session: SessionId) -> Option<Stanza> {
+        Some(self.sessions.get(&session)?.presence.as_ref()?.stanza())
     }
 
     /// The entities `session` sent directed presence to that will get its
@@ -562,7 +609,8 @@ impl ImService {
                 };
                 let out = broadcast_available(&view, session, &broadcast);
                 router.set_presence(session, true, priority);
-                self.sessions.entry(session).or_default().presence = Some(broadcast);
+                self.sessions.entry(session).or_default().presence =
+                    Some(KeptPresence::keep(broadcast));
                 Ok(out)
             }
             Some(Ok(PresenceType::Unavailable)) => {
@@ -703,7 +751,8 @@ impl ImService {
                 let presence = available.then(|| {
                     self.sessions
                         .get(&session)
-                        .and_then(|s| s.presence.clone())
+                        .and_then(|s| s.presence.as_ref())
+                        .map(KeptPresence::stanza)
                         .unwrap_or_else(|| {
                             let mut p = Stanza::new(StanzaKind::Presence, CONTENT_NS);
                             p.set_from(Some(jid.as_str()));
@@ -746,4 +795,47 @@ fn sorted_items<S: RosterStore>(store: &S, user: &BareJid) -> Result<Vec<RosterI
     let mut items = store.items(user)?;
     items.sort_by(|a, b| a.jid.cmp(&b.jid));
     Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(xml: &str) -> Stanza {
+        Stanza::from_element(xml.parse().unwrap(), CONTENT_NS).unwrap()
+    }
+
+    /// What is kept small comes back equal; everything else is kept whole.
+    #[test]
+    fn kept_presence_round_trips() {
+        for (xml, plain) in [
+            (
+                "<presence xmlns='jabber:client' from='a@b/c' id='x1'/>",
+                true,
+            ),
+            ("<presence xmlns='jabber:client' from='a@b/c'/>", true),
+            (
+                "<presence xmlns='jabber:client' from='a@b/c' id='x'><show>away</show></presence>",
+                false,
+            ),
+            (
+                "<presence xmlns='jabber:client' from='a@b/c' xml:lang='en'/>",
+                false,
+            ),
+            (
+                "<presence xmlns='jabber:client' from='a@b/c' type='weird'/>",
+                false,
+            ),
+            ("<presence xmlns='jabber:client' id='no-from'/>", false),
+            (
+                "<presence xmlns='jabber:client' from='a@b/c'> </presence>",
+                false,
+            ),
+        ] {
+            let stanza = parse(xml);
+            let kept = KeptPresence::keep(stanza.clone());
+            assert_eq!(matches!(kept, KeptPresence::Plain { .. }), plain, "{xml}");
+            assert_eq!(kept.stanza(), stanza, "{xml}");
+        }
+    }
 }
