@@ -18,8 +18,11 @@
 //! The host owns the sockets, TLS, the clock and the shared state; the core
 //! only sees bytes, `Instant`s and events. One tokio task per connection
 //! runs the host loop; one actor task (`server/hub.rs`) owns the router and
-//! every session's mailbox. Accounts (`server/store.rs`) hold only the SCRAM
-//! stored forms of the password (SHA-1, SHA-256, SHA-512).
+//! every session's mailbox, and drives the IM layer (`server/im.rs`:
+//! rosters, presence, blocking, offline messages, carbons, disco). Accounts
+//! (`server/store.rs`) hold only the SCRAM stored forms of the password
+//! (SHA-1, SHA-256, SHA-512); rosters, blocklists and offline messages are
+//! in `server/im_store.rs`.
 //!
 //! An idle session holds no buffers (issue 6, memory per idle session):
 //! `server/io.rs` reads into one scratch buffer per worker thread and drives
@@ -31,6 +34,10 @@
 mod common;
 #[path = "server/hub.rs"]
 mod hub;
+#[path = "server/im.rs"]
+mod im;
+#[path = "server/im_store.rs"]
+mod im_store;
 #[path = "server/io.rs"]
 mod io;
 #[path = "server/store.rs"]
@@ -50,6 +57,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use hub::{Hub, HubMsg, Mailbox};
+use im::Im;
 use io::{Read, Socket};
 use store::Store;
 use xmpp_sansio::error::StanzaErrorCondition;
@@ -112,7 +120,8 @@ struct Args {
     /// Do not create the demo accounts alice and bob.
     #[arg(long)]
     no_demo_users: bool,
-    /// Directory for the account database and the generated certificate.
+    /// Directory for the account and IM databases and the generated
+    /// certificate.
     #[arg(long, value_name = "DIR", default_value = "xmpp-server-data")]
     data: PathBuf,
     /// Allow clients to log in without TLS (SCRAM and PLAIN). Only accepted
@@ -204,6 +213,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         info!(user = %name, "{}", if existed { "password set" } else { "account created" });
     }
 
+    // Rosters, blocklists, offline messages.
+    let im = Im::open(&domain, &args.data)?;
+
     // TLS.
     let tls = tls_material(&args, &domain)?;
     let cert_der = tls.chain[0].to_vec();
@@ -219,6 +231,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     // The XMPP configuration.
     let mut config = ServerConfig::new(domain.clone(), secret);
     config.sasl.unknown_user_iterations = iterations;
+    // Roster versioning (RFC 6121 §2.6.1), next to <bind/>.
+    config.post_auth_features = im::stream_features();
     if args.allow_plaintext_loopback {
         config.policy.require_tls = false;
         config.sasl.allow_plain_without_tls = true;
@@ -240,7 +254,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Conflict::Replace => ConflictPolicy::ReplaceOld,
     };
     let (hub_tx, hub_rx) = mpsc::channel(1024);
-    let hub_task = tokio::spawn(Hub::new(domain.clone(), policy, store.clone()).run(hub_rx));
+    let hub_task = tokio::spawn(Hub::new(domain.clone(), policy, store.clone(), im).run(hub_rx));
     let ctx = Arc::new(Ctx {
         config: Arc::new(config),
         tls: Arc::new(tls_config),

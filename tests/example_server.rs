@@ -448,19 +448,29 @@ fn disco_ping_and_direct_tls() {
         "{}",
         out.stdout
     );
-    for feature in [
+    let features = [
         "http://jabber.org/protocol/disco#info",
+        "http://jabber.org/protocol/disco#items",
         "urn:xmpp:ping",
         "jabber:iq:roster",
         "urn:ietf:params:xml:ns:xmpp-session",
-    ] {
+        "urn:xmpp:blocking",
+        "urn:xmpp:carbons:2",
+        "msgoffline",
+    ];
+    for feature in features {
         assert!(
             out.stdout.contains(&format!("feature {feature}\n")),
             "missing {feature}:\n{}",
             out.stdout
         );
     }
-    assert_eq!(out.stdout.matches("feature ").count(), 4, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.matches("feature ").count(),
+        features.len(),
+        "{}",
+        out.stdout
+    );
 
     let mut ping = server.client("bob", "builder");
     ping.arg("ping");

@@ -1,24 +1,14 @@
 //! The example server's shared state: one actor task owns the [`Router`],
-//! the outboxes of all sessions and the last broadcast presence of each, and
-//! carries out the router's decisions. Connection tasks talk to it through
-//! one channel ([`HubMsg`]); it never awaits a connection, so one slow or
-//! broken client cannot stall the others.
+//! the IM layer ([`Im`]: rosters, presence, blocking, offline messages,
+//! carbons, disco) and the outboxes of all sessions, and carries out the
+//! router's decisions. Connection tasks talk to it through one channel
+//! ([`HubMsg`]); it never awaits a connection, so one slow or broken client
+//! cannot stall the others.
 //!
-//! What the server answers itself ([`Decision::Server`]):
-//!
-//! | target | stanza | answer |
-//! |---|---|---|
-//! | the domain | iq get disco#info (no node) | identity `server/im`, features [`SERVER_FEATURES`] |
-//! | the domain | iq get disco#info with a node | `item-not-found` |
-//! | the domain, the own account, or no `to` | iq get XEP-0199 ping | empty result |
-//! | the own account or no `to` | iq get `jabber:iq:roster` | empty `<query/>` (RFC 6121 §2.1.3: no contacts yet) |
-//! | the own account or no `to` | iq set `jabber:iq:roster` | `feature-not-implemented`: rosters are not stored yet |
-//! | an existing account's bare JID | iq get disco#info (no node) | identity `account/registered` |
-//! | anything | other iq get/set | `service-unavailable` |
-//! | anything | iq result/error, message | ignored |
-//! | an account | subscription presence, probe | ignored (no rosters yet) |
-//! | — (presence without `to`) | available / unavailable | [`Router::set_presence`], then sent to each available resource of the user (the sender included); a newly available resource gets the others' last presence |
-
+//! Every stanza from a bound session goes to [`Im::stanza`] (`server/im.rs`
+//! says what is answered and how), binds go through [`Im::bind`], and a
+//! session that ends goes through [`Im::session_ended`] before the router
+//! forgets it; the hub writes what these return to the sessions.
 //!
 //! Stream management (XEP-0198): a connection that is lost with a
 //! resumable session leaves its [`DetachedSession`] here. The session stays
@@ -27,8 +17,10 @@
 //! and account, after closing a still-open old connection with `conflict`)
 //! moves the session to the new connection; when the resumption time is up
 //! the session ends: `unavailable` goes out and what the client never
-//! acknowledged is handled by [`Disposition`] (messages routed again, iq
-//! requests bounced, the rest dropped). A session that ends without
+//! acknowledged is handled by [`Disposition`] (messages routed again with
+//! [`Im::reroute`], so into offline storage when nobody else takes them,
+//! iq requests bounced, the rest dropped). A resumed session keeps its IM
+//! state ([`Im::session_moved`]). A session that ends without
 //! resumption hands its unacknowledged stanzas over the same way.
 
 use std::collections::{HashMap, VecDeque};
@@ -36,25 +28,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use minidom::Element;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
-use xmpp_sansio::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
-use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Decision, LocalTarget, Router, SessionId};
+use xmpp_sansio::error::{StanzaError, StreamError, StreamErrorCondition};
+use xmpp_sansio::router::{BindOutcome, ConflictPolicy, Router, SessionId};
 use xmpp_sansio::server::DetachedSession;
 use xmpp_sansio::sm::Disposition;
-use xmpp_sansio::stanza::{IqType, PresenceType, Stanza, StanzaKind};
-use xmpp_sansio::stream::NS_PING;
-use xmpp_sansio::{BareJid, FullJid, ns};
+use xmpp_sansio::stanza::Stanza;
+use xmpp_sansio::{BareJid, FullJid};
 
+use crate::im::{Deliveries, Im};
 use crate::store::Store;
-
-/// disco#info namespace.
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-/// Roster namespace (RFC 6121 §2).
-pub const NS_ROSTER: &str = "jabber:iq:roster";
-/// The features advertised on the domain: only what is implemented.
-pub const SERVER_FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_PING, NS_ROSTER, ns::XMPP_SESSION];
 /// Stanzas that may wait for a detached session (XEP-0198) before it is
 /// ended instead of kept for resumption.
 pub const DETACHED_QUEUE_LIMIT: usize = 1000;
@@ -211,54 +195,14 @@ struct Session {
     mailbox: Arc<Mailbox>,
 }
 
-/// A session's last available presence, for the user's resources that
-/// become available later.
-enum LastPresence {
-    /// `<presence/>` with nothing in it but the sender's full JID and an
-    /// `id`: only the id is stored, the stanza is rebuilt when needed. A
-    /// parsed element costs ~1.3 KiB (its attribute map alone allocates a
-    /// B-tree node for 11 entries).
-    Plain { id: Option<Box<str>> },
-    /// Anything else (`<show/>`, `<status/>`, a priority, caps, `xml:lang`,
-    /// …), as it came (boxed: the map's entries stay small).
-    Full(Box<Stanza>),
-}
-
-impl LastPresence {
-    fn keep(stanza: Stanza, sender: Option<&FullJid>) -> LastPresence {
-        let element = stanza.element();
-        let from_sender = sender.is_some_and(|jid| stanza.from() == Some(jid.as_str()));
-        let attrs = usize::from(stanza.id().is_some()) + 1;
-        if from_sender && element.attrs().len() == attrs && element.nodes().next().is_none() {
-            LastPresence::Plain {
-                id: stanza.id().map(Box::from),
-            }
-        } else {
-            LastPresence::Full(Box::new(stanza))
-        }
-    }
-
-    fn stanza(&self, sender: &FullJid) -> Stanza {
-        match self {
-            LastPresence::Plain { id } => {
-                let mut presence = Stanza::new(StanzaKind::Presence, ns::JABBER_CLIENT);
-                presence.set_from(Some(sender.as_str()));
-                presence.set_id(id.as_deref());
-                presence
-            }
-            LastPresence::Full(stanza) => (**stanza).clone(),
-        }
-    }
-}
-
 /// The actor's state.
 pub struct Hub {
     domain: String,
     router: Router,
     policy: ConflictPolicy,
     store: Arc<Store>,
+    im: Im,
     sessions: HashMap<SessionId, Session>,
-    last_presence: HashMap<SessionId, LastPresence>,
     /// Sessions whose connection is gone but which can be resumed
     /// (XEP-0198): still bound in the router (and available: presence
     /// `unavailable` goes out only when one expires), stanzas for them
@@ -279,14 +223,14 @@ struct Takeover {
 }
 
 impl Hub {
-    pub fn new(domain: String, policy: ConflictPolicy, store: Arc<Store>) -> Hub {
+    pub fn new(domain: String, policy: ConflictPolicy, store: Arc<Store>, im: Im) -> Hub {
         Hub {
-            router: Router::new([domain.clone()]),
+            router: Im::router(&domain),
             domain,
             policy,
             store,
+            im,
             sessions: HashMap::new(),
-            last_presence: HashMap::new(),
             detached: HashMap::new(),
             resumable: HashMap::new(),
             takeovers: HashMap::new(),
@@ -362,15 +306,10 @@ impl Hub {
         if self.shutting_down {
             return BindOutcome::Refused;
         }
-        let holder = self
-            .router
-            .sessions_of(&jid.to_bare())
-            .find(|(_, j)| **j == jid)
-            .map(|(sid, _)| sid);
-        let holder_available = holder
-            .and_then(|sid| self.router.session(sid))
-            .is_some_and(|s| s.available);
-        let outcome = self.router.bind(id, jid.clone(), self.policy);
+        let accounts = Accounts::new(&self.domain, &self.store);
+        let (outcome, out) =
+            self.im
+                .bind(&mut self.router, &accounts, id, jid.clone(), self.policy);
         match &outcome {
             BindOutcome::Bound => {
                 info!(session = id, %jid, sessions = self.router.session_count(), "bound");
@@ -380,20 +319,17 @@ impl Hub {
             }
             BindOutcome::Replaced { old } => {
                 info!(session = id, old_session = old, %jid, "bound, replacing the old session (conflict)");
-                self.last_presence.remove(old);
                 if let Some(old) = self.sessions.get(old) {
                     let error = StreamError::new(StreamErrorCondition::Conflict)
                         .with_text("replaced by a new session for the same resource");
                     old.mailbox.close(error);
-                }
-                if holder_available {
-                    self.broadcast_unavailable(&jid, Some(id));
                 }
             }
             BindOutcome::AlreadyBound(jid) => {
                 warn!(session = id, %jid, "second bind on one stream");
             }
         }
+        self.deliver_all(out);
         outcome
     }
 
@@ -423,22 +359,19 @@ impl Hub {
         }
     }
 
-    /// The session is over: unbind it, tell the user's other resources,
-    /// and handle what its client never acknowledged (XEP-0198 §4: messages
-    /// routed again, iq requests bounced, the rest dropped).
+    /// The session is over: its `unavailable` goes out (the IM layer), it
+    /// is unbound, and what its client never acknowledged is handled
+    /// (XEP-0198 §4: messages routed again, iq requests bounced, the rest
+    /// dropped).
     fn end_session(&mut self, id: SessionId, unacked: Vec<Stanza>) {
-        self.last_presence.remove(&id);
         self.resumable.retain(|_, sid| *sid != id);
-        let was = self
-            .router
-            .session(id)
-            .map(|s| (s.jid.clone(), s.available));
-        self.router.unbind(id);
-        if let Some((jid, available)) = was {
-            debug!(session = id, %jid, sessions = self.router.session_count(), "unbound");
-            if available {
-                self.broadcast_unavailable(&jid, None);
+        if self.router.session(id).is_some() {
+            let accounts = Accounts::new(&self.domain, &self.store);
+            let out = self.im.session_ended(&mut self.router, &accounts, id);
+            if let Some(jid) = self.router.unbind(id) {
+                debug!(session = id, %jid, sessions = self.router.session_count(), "unbound");
             }
+            self.deliver_all(out);
         }
         for stanza in unacked {
             match Disposition::of(&stanza) {
@@ -453,31 +386,12 @@ impl Hub {
         }
     }
 
-    /// Routes a stanza again that a session never got: from its original
-    /// sender, as if it had just arrived.
+    /// Routes a stanza again that a session never got, by its `to`: to
+    /// another session, or into offline storage.
     fn reroute(&mut self, stanza: Stanza) {
-        let Some(Ok(from)) = stanza.from().map(str::parse::<FullJid>) else {
-            debug!("unacknowledged stanza without a full from dropped");
-            return;
-        };
-        let sender = self
-            .router
-            .sessions_of(&from.to_bare())
-            .find(|(_, jid)| **jid == from)
-            .map(|(sid, _)| sid);
-        match self.decide(&from, &stanza) {
-            Decision::Deliver(targets) => {
-                for target in targets {
-                    self.deliver(target, stanza.clone());
-                }
-            }
-            Decision::Bounce(error) => {
-                if let (Some(sender), Some(reply)) = (sender, stanza.error_reply(&error)) {
-                    self.deliver(sender, reply);
-                }
-            }
-            decision => debug!(?decision, "unacknowledged stanza not routed again"),
-        }
+        let accounts = Accounts::new(&self.domain, &self.store);
+        let out = self.im.reroute(&mut self.router, &accounts, stanza);
+        self.deliver_all(out);
     }
 
     /// A new connection asks to resume `previd`.
@@ -550,19 +464,17 @@ impl Hub {
             return;
         }
         self.router.set_presence(new, available, priority);
-        if let Some(last) = self.last_presence.remove(&old) {
-            self.last_presence.insert(new, last);
-        }
+        self.im.session_moved(old, new, &jid);
         self.resumable.insert(detached.id().to_owned(), new);
         info!(session = new, old_session = old, %jid, "resumed");
         if let Err(Some(d)) = reply.send(Some(Box::new(detached))) {
             // The connection stopped waiting: keep the session detached.
             self.router.unbind(new);
-            let _ = self.router.bind(old, jid, ConflictPolicy::RefuseNew);
+            let _ = self
+                .router
+                .bind(old, jid.clone(), ConflictPolicy::RefuseNew);
             self.router.set_presence(old, available, priority);
-            if let Some(last) = self.last_presence.remove(&new) {
-                self.last_presence.insert(old, last);
-            }
+            self.im.session_moved(new, old, &jid);
             self.resumable.insert(d.id().to_owned(), old);
             self.detached.insert(old, *d);
         }
@@ -584,113 +496,15 @@ impl Hub {
         }
     }
 
-    /// Tells the other available resources of `jid`'s user that `jid` went
-    /// offline (not `except`).
-    fn broadcast_unavailable(&mut self, jid: &FullJid, except: Option<SessionId>) {
-        let mut presence = Stanza::new(StanzaKind::Presence, ns::JABBER_CLIENT);
-        presence.set_attr("type", Some("unavailable"));
-        presence.set_from(Some(jid.as_str()));
-        let targets: Vec<SessionId> = self
-            .available_sessions(&jid.to_bare())
-            .into_iter()
-            .filter(|sid| Some(*sid) != except)
-            .collect();
-        for target in targets {
-            self.deliver(target, presence.clone());
-        }
-    }
-
-    fn available_sessions(&self, user: &BareJid) -> Vec<SessionId> {
-        self.router
-            .sessions_of(user)
-            .map(|(sid, _)| sid)
-            .filter(|sid| self.router.session(*sid).is_some_and(|s| s.available))
-            .collect()
-    }
-
-    /// The router's decision for `stanza` from `from`.
-    fn decide(&self, from: &FullJid, stanza: &Stanza) -> Decision {
-        let store = &self.store;
-        let domain = self.domain.as_str();
-        let exists = |user: &BareJid| {
-            user.domain() == domain
-                && user.node().is_some_and(|n| {
-                    store.exists(n).unwrap_or_else(|e| {
-                        warn!(error = %e, "account lookup failed");
-                        false
-                    })
-                })
-        };
-        self.router.route(from, stanza, &exists)
-    }
-
     fn route(&mut self, id: SessionId, stanza: Stanza) {
-        let Some(from) = self.router.session_jid(id).cloned() else {
-            // Replaced or already gone: its stanzas go nowhere.
-            debug!(session = id, "stanza from an unbound session dropped");
-            return;
-        };
-        let decision = self.decide(&from, &stanza);
-        debug!(
-            session = id,
-            kind = stanza.kind().name(),
-            to = stanza.to(),
-            ?decision,
-            "route"
-        );
-        match decision {
-            Decision::Deliver(targets) => {
-                for target in targets {
-                    self.deliver(target, stanza.clone());
-                }
-            }
-            Decision::Server(target) => self.local(id, &from, stanza, target),
-            Decision::Bounce(error) => {
-                if let Some(reply) = stanza.error_reply(&error) {
-                    self.deliver(id, reply);
-                }
-            }
-            Decision::Drop(reason) => {
-                debug!(session = id, ?reason, "stanza dropped");
-            }
-            Decision::StoreOffline(user) => {
-                // Offline storage is not enabled on the router; never here.
-                warn!(session = id, %user, "no offline storage");
-                self.refuse(id, &stanza, StanzaErrorCondition::ServiceUnavailable);
-            }
-            Decision::Remote(domain) => {
-                debug!(session = id, %domain, "no federation: remote-server-not-found");
-                self.refuse(id, &stanza, StanzaErrorCondition::RemoteServerNotFound);
-            }
-        }
+        let accounts = Accounts::new(&self.domain, &self.store);
+        let out = self.im.stanza(&mut self.router, &accounts, id, stanza);
+        self.deliver_all(out);
     }
 
-    /// Bounces `stanza` to its sender, except errors and iq results (those
-    /// are never answered).
-    fn refuse(&mut self, id: SessionId, stanza: &Stanza, condition: StanzaErrorCondition) {
-        if stanza.iq_type() == Some(Ok(IqType::Result)) {
-            return;
-        }
-        if let Some(reply) = stanza.error_reply(&StanzaError::new(condition)) {
-            self.deliver(id, reply);
-        }
-    }
-
-    fn refuse_with_text(
-        &mut self,
-        id: SessionId,
-        stanza: &Stanza,
-        condition: StanzaErrorCondition,
-        text: &str,
-    ) {
-        if let Some(reply) = stanza.error_reply(&StanzaError::new(condition).with_text(text)) {
-            self.deliver(id, reply);
-        }
-    }
-
-    fn answer(&mut self, id: SessionId, stanza: &Stanza, payload: Option<Element>) {
-        if let Some(reply) = stanza.iq_result(payload) {
-            self.deliver(id, reply);
+    fn deliver_all(&mut self, out: Deliveries) {
+        for (target, stanza) in out {
+            self.deliver(target, stanza);
         }
     }
 
@@ -725,149 +539,31 @@ impl Hub {
             session.mailbox.close(error);
         }
     }
+}
 
-    fn local(&mut self, id: SessionId, from: &FullJid, stanza: Stanza, target: LocalTarget) {
-        match target {
-            LocalTarget::Broadcast(user) => self.presence(id, &user, stanza),
-            LocalTarget::Domain(jid) => {
-                if jid.resource().is_some() {
-                    // No server resources exist.
-                    return self.unsupported(id, &stanza);
-                }
-                self.domain_iq(id, &stanza);
-            }
-            LocalTarget::Account(user) => self.account(id, from, &user, &stanza),
-        }
-    }
+/// Account existence for the router: an account in the store, on this
+/// domain.
+struct Accounts<'a> {
+    domain: &'a str,
+    store: &'a Store,
+}
 
-    fn unsupported(&mut self, id: SessionId, stanza: &Stanza) {
-        if stanza
-            .iq_type()
-            .and_then(Result::ok)
-            .is_some_and(IqType::is_request)
-        {
-            self.refuse(id, stanza, StanzaErrorCondition::ServiceUnavailable);
-        }
-    }
-
-    fn domain_iq(&mut self, id: SessionId, stanza: &Stanza) {
-        let Some(Ok(iq_type)) = stanza.iq_type() else {
-            return; // messages and presence to the server: ignored
-        };
-        let Some(payload) = stanza.iq_payload() else {
-            return;
-        };
-        match iq_type {
-            IqType::Get if payload.is("query", NS_DISCO_INFO) => {
-                if payload.attr("node").is_some() {
-                    return self.refuse(id, stanza, StanzaErrorCondition::ItemNotFound);
-                }
-                let mut query = Element::bare("query", NS_DISCO_INFO);
-                query.append_child(
-                    Element::builder("identity", NS_DISCO_INFO)
-                        .attr(nc("category"), "server")
-                        .attr(nc("type"), "im")
-                        .attr(nc("name"), "xmpp-sansio example server")
-                        .build(),
-                );
-                for feature in SERVER_FEATURES {
-                    query.append_child(
-                        Element::builder("feature", NS_DISCO_INFO)
-                            .attr(nc("var"), feature)
-                            .build(),
-                    );
-                }
-                self.answer(id, stanza, Some(query));
-            }
-            IqType::Get if payload.is("ping", NS_PING) => self.answer(id, stanza, None),
-            _ => self.unsupported(id, stanza),
-        }
-    }
-
-    fn account(&mut self, id: SessionId, from: &FullJid, user: &BareJid, stanza: &Stanza) {
-        let own = *user == from.to_bare();
-        let Some(Ok(iq_type)) = stanza.iq_type() else {
-            // Subscription presences and probes need rosters: not yet.
-            debug!(session = id, %user, "presence for the account ignored (no rosters yet)");
-            return;
-        };
-        let Some(payload) = stanza.iq_payload() else {
-            return;
-        };
-        match iq_type {
-            IqType::Get if own && payload.is("query", NS_ROSTER) => {
-                self.answer(id, stanza, Some(Element::bare("query", NS_ROSTER)));
-            }
-            IqType::Set if own && payload.is("query", NS_ROSTER) => self.refuse_with_text(
-                id,
-                stanza,
-                StanzaErrorCondition::FeatureNotImplemented,
-                "rosters are not stored by this server yet",
-            ),
-            IqType::Get if own && payload.is("ping", NS_PING) => self.answer(id, stanza, None),
-            IqType::Get if payload.is("query", NS_DISCO_INFO) && payload.attr("node").is_none() => {
-                let mut query = Element::bare("query", NS_DISCO_INFO);
-                query.append_child(
-                    Element::builder("identity", NS_DISCO_INFO)
-                        .attr(nc("category"), "account")
-                        .attr(nc("type"), "registered")
-                        .build(),
-                );
-                query.append_child(
-                    Element::builder("feature", NS_DISCO_INFO)
-                        .attr(nc("var"), NS_DISCO_INFO)
-                        .build(),
-                );
-                self.answer(id, stanza, Some(query));
-            }
-            _ => self.unsupported(id, stanza),
-        }
-    }
-
-    fn presence(&mut self, id: SessionId, user: &BareJid, stanza: Stanza) {
-        let available = match stanza.presence_type() {
-            Some(Ok(PresenceType::Available)) => true,
-            Some(Ok(PresenceType::Unavailable)) => false,
-            _ => return,
-        };
-        let was_available = self.router.session(id).is_some_and(|s| s.available);
-        let priority = stanza.priority().unwrap_or(0);
-        self.router.set_presence(id, available, priority);
-        debug!(session = id, available, priority, "presence");
-        let mut targets = self.available_sessions(user);
-        if !targets.contains(&id) {
-            targets.push(id);
-        }
-        for target in targets {
-            self.deliver(target, stanza.clone());
-        }
-        if available {
-            let last = LastPresence::keep(stanza, self.router.session_jid(id));
-            self.last_presence.insert(id, last);
-            if !was_available {
-                // A newly available resource learns about the others.
-                let others: Vec<Stanza> = self
-                    .available_sessions(user)
-                    .into_iter()
-                    .filter(|sid| *sid != id)
-                    .filter_map(|sid| {
-                        let jid = self.router.session_jid(sid)?;
-                        Some(self.last_presence.get(&sid)?.stanza(jid))
-                    })
-                    .collect();
-                for p in others {
-                    self.deliver(id, p);
-                }
-            }
-        } else {
-            self.last_presence.remove(&id);
-        }
+impl<'a> Accounts<'a> {
+    fn new(domain: &'a str, store: &'a Store) -> Accounts<'a> {
+        Accounts { domain, store }
     }
 }
 
-/// An attribute name (a literal, so always a valid NCName).
-fn nc(name: &'static str) -> minidom::rxml::NcName {
-    minidom::rxml::NcName::try_from(name).expect("literal NCName")
+impl xmpp_sansio::router::Accounts for Accounts<'_> {
+    fn exists(&self, user: &BareJid) -> bool {
+        user.domain() == self.domain
+            && user.node().is_some_and(|n| {
+                self.store.exists(n).unwrap_or_else(|e| {
+                    warn!(error = %e, "account lookup failed");
+                    false
+                })
+            })
+    }
 }
 
 fn shutdown_error() -> StreamError {
