@@ -39,6 +39,7 @@ use xmpp_sansio::{BareJid, FullJid};
 
 use crate::im::{Deliveries, Im};
 use crate::store::Store;
+
 /// Stanzas that may wait for a detached session (XEP-0198) before it is
 /// ended instead of kept for resumption.
 pub const DETACHED_QUEUE_LIMIT: usize = 1000;
