@@ -22,7 +22,7 @@ import asyncio
 import logging
 import sys
 
-from smoke import Failure, make_client
+from smoke import Failure, make_client, run_bounded
 
 NS_ROSTER = "jabber:iq:roster"
 
@@ -265,27 +265,8 @@ def main():
     args = p.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(asyncio.wait_for(run(args), args.timeout))
-    except asyncio.TimeoutError:
-        print(f"FAIL: timed out after {args.timeout}s")
+    if not run_bounded(run(args), args.timeout):
         return 1
-    except Failure as e:
-        print(f"FAIL: {e}")
-        return 1
-    except Exception as e:  # noqa: BLE001 - report anything as a failure
-        print(f"FAIL: {type(e).__name__}: {e}")
-        return 1
-    finally:
-        # Let slixmpp's background tasks finish before the loop goes away.
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
     print("PASS: slixmpp against our server")
     return 0
 

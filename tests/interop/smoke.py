@@ -92,6 +92,32 @@ class Failure(Exception):
     pass
 
 
+def run_bounded(coro, timeout, fail_prefix=""):
+    """Runs `coro` on a fresh event loop, bounded by `timeout` seconds.
+    Prints a "FAIL: ..." line and returns False on a timeout, a Failure or
+    any other exception; True on success. slixmpp's background tasks are
+    cancelled and awaited before the loop goes away."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return True
+    except asyncio.TimeoutError:
+        print(f"FAIL: {fail_prefix}timed out after {timeout:.0f}s")
+    except Failure as e:
+        print(f"FAIL: {fail_prefix}{e}")
+    except Exception as e:  # noqa: BLE001 - report anything as a failure
+        print(f"FAIL: {fail_prefix}{type(e).__name__}: {e}")
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+    return False
+
+
 def make_client(jid, password, host, port, cafile, post_auth_features, tls_max=None):
     import slixmpp  # imported late so --help works without the venv
 
@@ -246,34 +272,16 @@ def main():
         print(f"channel-binding types (XEP-0440): {cbs or 'not advertised'}")
 
     post_auth = [] if args.show_features else None
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(asyncio.wait_for(run_smoke(args, post_auth), args.timeout))
-    except asyncio.TimeoutError:
-        print(f"FAIL: {label}: timed out after {args.timeout:.0f}s")
+    ok = run_bounded(run_smoke(args, post_auth), args.timeout, f"{label}: ")
+    if post_auth:
+        # The last features a client saw are the post-SASL ones.
+        seen = {}
+        for jid, xml in post_auth:
+            seen[jid] = xml
+        for jid, xml in seen.items():
+            print(f"post-auth features seen by {jid}:\n  {xml}")
+    if not ok:
         return 1
-    except Failure as e:
-        print(f"FAIL: {label}: {e}")
-        return 1
-    except Exception as e:  # noqa: BLE001
-        print(f"FAIL: {label}: {type(e).__name__}: {e}")
-        return 1
-    finally:
-        # Let slixmpp's background tasks finish before the loop goes away.
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        if post_auth:
-            # The last features a client saw are the post-SASL ones.
-            seen = {}
-            for jid, xml in post_auth:
-                seen[jid] = xml
-            for jid, xml in seen.items():
-                print(f"post-auth features seen by {jid}:\n  {xml}")
-        loop.close()
     print(f"PASS: {label} in {time.monotonic() - started:.1f}s")
     return 0
 
