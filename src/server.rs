@@ -90,7 +90,7 @@ use crate::sasl::{
     self, CredentialLookup, Identity, Mechanism, SaslCondition, SaslFeatures, ServerSession,
     ServerStep, TlsInfo,
 };
-use crate::sm::{AckPolicy, NS_SM, SmNonza, SmSession};
+use crate::sm::{AckPolicy, NS_SM, SentStanza, SmNonza, SmSession};
 use crate::stanza::{IqType, NotAStanza, PresenceType, Stanza, StanzaKind};
 use crate::stream::features::{Feature, offered};
 use crate::stream::{
@@ -180,7 +180,7 @@ impl Default for ServerSmConfig {
 pub struct DetachedSession {
     id: String,
     jid: FullJid,
-    session: SmSession,
+    session: SmSession<SentStanza>,
     expires_at: Instant,
     /// The resumption time negotiated at `<enable/>` (the client's `max`,
     /// capped by the server's): it applies again when a resumed session
@@ -211,27 +211,43 @@ impl DetachedSession {
     }
 
     /// Counters and the stanzas waiting for the client.
-    pub fn session(&self) -> &SmSession {
+    pub fn session(&self) -> &SmSession<SentStanza> {
         &self.session
     }
 
     /// Queues a stanza routed to the session while it is detached: it is
     /// sent on resumption, or handed back on expiry.
-    pub fn queue(&mut self, stanza: Stanza) {
-        self.session.queue(stanza);
+    ///
+    /// # Errors
+    /// A stanza that cannot be serialized (a character or name XML
+    /// forbids) is given back, not queued.
+    pub fn queue(&mut self, stanza: Stanza) -> Result<(), Stanza> {
+        match SentStanza::write(&stanza, ns::JABBER_CLIENT) {
+            Ok(kept) => {
+                self.session.queue(kept);
+                Ok(())
+            }
+            Err(_) => Err(stanza),
+        }
     }
 
     /// The session is over: every stanza the client never acknowledged
     /// (sent before the loss or queued since), oldest first.
     pub fn into_unacknowledged(mut self) -> Vec<Stanza> {
-        self.session.take_unacked()
+        parse_all(self.session.take_unacked())
     }
+}
+
+/// The stanzas a server kept, parsed again (they were written by this
+/// crate's writer, so each parses).
+fn parse_all(kept: Vec<SentStanza>) -> Vec<Stanza> {
+    kept.iter().filter_map(SentStanza::to_stanza).collect()
 }
 
 /// Stream management on the current stream.
 #[derive(Debug)]
 struct ServerSm {
-    session: SmSession,
+    session: SmSession<SentStanza>,
     /// Resumption id, when resumable.
     id: Option<String>,
     /// How long a detached session is kept.
@@ -747,11 +763,12 @@ impl ServerConnection {
         if stanza.element().ns() != ns::JABBER_CLIENT {
             return Err(UsageError::NotAStanza);
         }
+        let start = self.out.bytes().len();
         self.writer
             .write_element(stanza.element(), self.out.bytes())
             .map_err(UsageError::Unwritable)?;
         self.last_sent = self.last_now;
-        self.sm_sent(stanza);
+        self.sm_sent(start);
         Ok(())
     }
 
@@ -761,13 +778,14 @@ impl ServerConnection {
         if !self.writable() {
             return;
         }
+        let start = self.out.bytes().len();
         if self
             .writer
             .write_element(stanza.element(), self.out.bytes())
             .is_ok()
         {
             self.last_sent = self.last_now;
-            self.sm_sent(stanza);
+            self.sm_sent(start);
         }
     }
 
@@ -775,9 +793,13 @@ impl ServerConnection {
     /// counted and kept until acknowledged, whoever wrote it (the host, or
     /// the connection itself: the client counts every stanza it handles,
     /// pings and stanza errors included).
-    fn sm_sent(&mut self, stanza: &Stanza) {
+    /// The stanza is what was written to the output buffer from `start`;
+    /// it is kept as those bytes.
+    fn sm_sent(&mut self, start: usize) {
         if let Some(sm) = self.sm.as_mut() {
-            sm.session.sent(self.last_now, stanza.clone());
+            let written = self.out.bytes().get(start..).unwrap_or_default();
+            let kept = SentStanza::new(Bytes::copy_from_slice(written), ns::JABBER_CLIENT);
+            sm.session.sent(self.last_now, kept);
             let config = self.config.stream_management.unwrap_or_default();
             if sm.session.unacked_len() > config.max_unacked {
                 let error = StreamError::new(StreamErrorCondition::ResourceConstraint)
@@ -882,7 +904,7 @@ impl ServerConnection {
 
     /// Stream management on this stream (counters, unacknowledged
     /// stanzas), once enabled or resumed.
-    pub fn stream_management(&self) -> Option<&SmSession> {
+    pub fn stream_management(&self) -> Option<&SmSession<SentStanza>> {
         self.sm.as_ref().map(|sm| &sm.session)
     }
 
@@ -932,7 +954,7 @@ impl ServerConnection {
         }
         self.sm
             .take()
-            .map(|mut sm| sm.session.take_unacked())
+            .map(|mut sm| parse_all(sm.session.take_unacked()))
             .unwrap_or_default()
     }
 
@@ -1697,10 +1719,8 @@ impl ServerConnection {
         self.write(&resumed.to_element());
         for stanza in session.resend(now) {
             if self.writable() {
-                // Each was written once already; they cannot fail now.
-                let _ = self
-                    .writer
-                    .write_element(stanza.element(), self.out.bytes());
+                // The bytes as they were written the first time.
+                self.out.bytes().extend_from_slice(stanza.bytes());
             }
         }
         self.sm = Some(ServerSm {

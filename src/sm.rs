@@ -15,6 +15,8 @@
 //!   RFC 6121 §8.5).
 
 use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use minidom::rxml::Namespace;
 use crate::error::{StanzaErrorCondition, StreamError, StreamErrorCondition, ncname};
 use crate::ns;
 use crate::stanza::{IqType, MessageType, Stanza, StanzaKind};
+use crate::xml::{StreamWriter, WriteError};
 
 /// The XEP-0198 namespace.
 pub use crate::stream::features::NS_SM;
@@ -301,15 +304,19 @@ impl Default for AckPolicy {
 
 /// The stream management state of one session, for either role: the
 /// counters of both directions and the stanzas sent but not yet
-/// acknowledged, oldest first.
+/// acknowledged, oldest first. `T` is how a stanza is kept: the client
+/// keeps [`Stanza`]s (it hands them back to its host on every
+/// acknowledgement); the server keeps [`SentStanza`]s, the bytes it wrote,
+/// ten times smaller than a parsed element, parsed again only when a stanza
+/// must be handed back.
 ///
 /// Invariant: `outbound == acked + unacked.len()` (mod 2³²).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SmSession {
+pub struct SmSession<T = Stanza> {
     inbound: u32,
     outbound: u32,
     acked: u32,
-    unacked: VecDeque<Stanza>,
+    unacked: VecDeque<T>,
     /// An `<r/>` was sent and no `<a/>` has come since.
     request_outstanding: bool,
     /// Stanzas sent since the last `<r/>`.
@@ -318,13 +325,13 @@ pub struct SmSession {
     waiting_since: Option<Instant>,
 }
 
-impl Default for SmSession {
+impl<T> Default for SmSession<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl SmSession {
+impl<T> SmSession<T> {
     /// Counters at zero, nothing unacknowledged.
     pub fn new() -> Self {
         Self::starting_at(0, 0)
@@ -360,7 +367,7 @@ impl SmSession {
     }
 
     /// The stanzas sent and not yet acknowledged, oldest first.
-    pub fn unacked(&self) -> impl ExactSizeIterator<Item = &Stanza> {
+    pub fn unacked(&self) -> impl ExactSizeIterator<Item = &T> {
         self.unacked.iter()
     }
 
@@ -375,7 +382,7 @@ impl SmSession {
     }
 
     /// Records a stanza as sent: it counts and waits for its ack.
-    pub fn sent(&mut self, now: Instant, stanza: Stanza) {
+    pub fn sent(&mut self, now: Instant, stanza: T) {
         self.outbound = self.outbound.wrapping_add(1);
         self.unacked.push_back(stanza);
         self.since_request = self.since_request.saturating_add(1);
@@ -385,7 +392,7 @@ impl SmSession {
     /// Applies the peer's `h`: returns the stanzas it acknowledges, oldest
     /// first. An `h` beyond what was sent (or going backwards) is an
     /// [`AckError`] and changes nothing.
-    pub fn acknowledge(&mut self, h: u32) -> Result<Vec<Stanza>, AckError> {
+    pub fn acknowledge(&mut self, h: u32) -> Result<Vec<T>, AckError> {
         let newly = h.wrapping_sub(self.acked) as usize;
         if newly > self.unacked.len() {
             return Err(AckError {
@@ -400,7 +407,7 @@ impl SmSession {
 
     /// Like [`acknowledge`](Self::acknowledge) for an `<a/>` received at
     /// `now`: also restarts the ack-request timer for what is left.
-    pub fn acknowledge_at(&mut self, now: Instant, h: u32) -> Result<Vec<Stanza>, AckError> {
+    pub fn acknowledge_at(&mut self, now: Instant, h: u32) -> Result<Vec<T>, AckError> {
         let acked = self.acknowledge(h)?;
         self.since_request = 0;
         self.waiting_since = (!self.unacked.is_empty()).then_some(now);
@@ -430,7 +437,7 @@ impl SmSession {
 
     /// Takes every unacknowledged stanza out (the session is over); the
     /// counters then say they were all acknowledged.
-    pub fn take_unacked(&mut self) -> Vec<Stanza> {
+    pub fn take_unacked(&mut self) -> Vec<T> {
         self.acked = self.outbound;
         self.waiting_since = None;
         self.unacked.drain(..).collect()
@@ -439,7 +446,7 @@ impl SmSession {
     /// Prepares for retransmission on a resumed stream: the unacknowledged
     /// stanzas keep their places in the count (they are sent again, the
     /// outbound counter does not move) and a fresh ack request is due.
-    pub fn resend(&mut self, now: Instant) -> impl Iterator<Item = &Stanza> {
+    pub fn resend(&mut self, now: Instant) -> impl Iterator<Item = &T> {
         self.request_outstanding = false;
         self.since_request = self.unacked.len().try_into().unwrap_or(u32::MAX);
         self.waiting_since = (!self.unacked.is_empty()).then_some(now);
@@ -449,9 +456,52 @@ impl SmSession {
     /// Appends a stanza for a detached session: it was never written, but
     /// it is queued exactly like a sent, unacknowledged one, so a resume
     /// delivers it and an expiry hands it back.
-    pub fn queue(&mut self, stanza: Stanza) {
+    pub fn queue(&mut self, stanza: T) {
         self.outbound = self.outbound.wrapping_add(1);
         self.unacked.push_back(stanza);
+    }
+}
+
+/// A stanza as it was written on a stream: its bytes (without the content
+/// namespace, which the stream declares). What a server keeps until the
+/// client acknowledges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentStanza {
+    bytes: Bytes,
+    content_namespace: &'static str,
+}
+
+impl SentStanza {
+    /// Keeps `bytes`, one stanza as written on a stream whose content
+    /// namespace is `content_namespace`.
+    pub fn new(bytes: Bytes, content_namespace: &'static str) -> Self {
+        SentStanza {
+            bytes,
+            content_namespace,
+        }
+    }
+
+    /// Serializes `stanza` (in `content_namespace`) as a stream writer
+    /// would.
+    pub fn write(stanza: &Stanza, content_namespace: &'static str) -> Result<Self, WriteError> {
+        let mut out = BytesMut::new();
+        StreamWriter::new(content_namespace).write_element(stanza.element(), &mut out)?;
+        Ok(SentStanza::new(out.freeze(), content_namespace))
+    }
+
+    /// The bytes, to write again.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The stanza, parsed again. `None` only if the bytes are not one
+    /// stanza (they always are when they come from this crate's writer).
+    pub fn to_stanza(&self) -> Option<Stanza> {
+        let text = std::str::from_utf8(&self.bytes).ok()?;
+        let wrapped = format!("<w xmlns='{}'>{text}</w>", self.content_namespace);
+        let wrapper: Element = wrapped.parse().ok()?;
+        let element = wrapper.children().next()?.clone();
+        Stanza::from_element(element, self.content_namespace).ok()
     }
 }
 

@@ -1944,7 +1944,10 @@ fn sm_outbound_is_queued_acknowledged_and_requested() {
     h.send("<a xmlns='urn:xmpp:sm:3' h='3'/>");
     let sm = h.conn.stream_management().unwrap();
     assert_eq!((sm.acked(), sm.unacked_len()), (3, 2));
-    let left: Vec<_> = sm.unacked().map(|s| body(s.element())).collect();
+    let left: Vec<_> = sm
+        .unacked()
+        .map(|s| body(s.to_stanza().unwrap().element()))
+        .collect();
     assert_eq!(left, ["3", "4"]);
     // An ack going backwards or beyond what was sent is a stream error.
     h.send("<a xmlns='urn:xmpp:sm:3' h='6'/>");
@@ -2071,7 +2074,7 @@ fn lost_session() -> (DetachedSession, String) {
 fn sm_resume_retransmits_what_the_client_did_not_handle() {
     let (mut detached, id) = lost_session();
     // Routed to the session while it was detached.
-    detached.queue(message_to_client(5));
+    detached.queue(message_to_client(5)).unwrap();
     let mut h = Host::authenticated();
     h.detached = Some(Box::new(detached));
     let before = h.parser.frames.len();

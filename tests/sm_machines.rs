@@ -442,7 +442,7 @@ fn a_resumed_session_crosses_2_pow_32() {
     server.sent(now, chat("2"));
     server.queue(chat("3"));
     assert_eq!(server.outbound(), 1);
-    let mut client = SmSession::starting_at(u32::MAX - 1, 10);
+    let mut client: SmSession = SmSession::starting_at(u32::MAX - 1, 10);
     client.handled_inbound();
     client.handled_inbound();
     assert_eq!(client.inbound(), 0);

@@ -513,7 +513,7 @@ fn lost_connection_is_resumed_and_nothing_is_lost_or_doubled() {
     // Routed to the session while it is detached.
     let mut queued = Stanza::chat(&"juliet@example.org/balcony".parse().unwrap(), "3");
     queued.set_from(Some("romeo@example.org/garden"));
-    detached.queue(queued);
+    detached.queue(queued).unwrap();
 
     let before_server = p.received_by_server();
     let before_client = p.received_by_client();

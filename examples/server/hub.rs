@@ -515,7 +515,15 @@ impl Hub {
     fn deliver(&mut self, target: SessionId, stanza: Stanza) {
         if let Some(detached) = self.detached.get_mut(&target) {
             // Sent on resumption, or handled when the session expires.
-            detached.queue(stanza);
+            if let Err(stanza) = detached.queue(stanza) {
+                // Routed stanzas were parsed from a stream: always writable.
+                warn!(
+                    session = target,
+                    id = stanza.id(),
+                    "unwritable stanza dropped"
+                );
+                return;
+            }
             if detached.session().unacked_len() > DETACHED_QUEUE_LIMIT
                 && let Some(d) = self.detached.remove(&target)
             {

@@ -681,7 +681,9 @@ impl ReferenceHost {
         let owner = session.jid.clone();
         let link = match &mut session.slot {
             Slot::Detached(d) => {
-                d.queue(stanza);
+                if d.queue(stanza).is_err() {
+                    return self.anomaly(format!("unwritable stanza for detached session {sid}"));
+                }
                 self.count("queued_detached");
                 return;
             }
