@@ -312,7 +312,8 @@ pub enum Request {
     /// (e.g. [`ServerConnection::close_with_error`] with `conflict`) and
     /// [`ServerConnection::detach`] it first — or `None`. The machine checks
     /// that the session belongs to this account; another account's session
-    /// is refused exactly like an unknown id (`item-not-found`).
+    /// is refused exactly like an unknown id (`item-not-found`) and handed
+    /// back by [`ServerConnection::take_refused_resumption`].
     Resume {
         /// Localpart of the authenticated account.
         username: String,
@@ -480,6 +481,9 @@ pub struct ServerConnection {
     ping_deadline: Option<Instant>,
     close_deadline: Option<Instant>,
     sm: Option<ServerSm>,
+    /// A detached session the host offered for a resume that does not
+    /// belong to this stream's account or id: given back, not dropped.
+    refused: Option<Box<DetachedSession>>,
 }
 
 impl std::fmt::Debug for ServerConnection {
@@ -553,6 +557,7 @@ impl ServerConnection {
             ping_deadline: None,
             close_deadline: None,
             sm: None,
+            refused: None,
         };
         conn.set_phase(Phase::AwaitHeader);
         conn
@@ -941,6 +946,14 @@ impl ServerConnection {
             expires_at,
             max: sm.max,
         })
+    }
+
+    /// A detached session the host answered a resume with although it
+    /// belongs to another account or another resumption id: the resume was
+    /// refused (`item-not-found`) and the session is handed back here, once,
+    /// so the host can keep it for its owner.
+    pub fn take_refused_resumption(&mut self) -> Option<DetachedSession> {
+        self.refused.take().map(|d| *d)
     }
 
     /// After the connection closed (and unless it was
@@ -1689,8 +1702,14 @@ impl ServerConnection {
                 && d.jid.node() == self.account.as_deref()
                 && Some(d.jid.domain()) == self.domain.as_deref()
         };
-        let Some(detached) = detached.filter(|d| owner_ok(d)) else {
-            return self.sm_failed(StanzaErrorCondition::ItemNotFound);
+        let detached = match detached {
+            Some(d) if owner_ok(&d) => d,
+            other => {
+                // Another account's (or id's) session: refused exactly like
+                // an unknown id, and kept for the host to take back.
+                self.refused = other;
+                return self.sm_failed(StanzaErrorCondition::ItemNotFound);
+            }
         };
         // The session keeps the resumption time negotiated at `<enable/>`
         // (the client may have asked for less than the server's maximum).

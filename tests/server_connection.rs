@@ -2135,14 +2135,19 @@ fn sm_resume_of_another_account_is_item_not_found() {
         Some("item-not-found")
     );
     assert!(h.conn.jid().is_none());
-    // juliet asking for another id than the session handed over: refused.
+    // Not lost: the host gets juliet's session back, once.
+    assert_eq!(h.conn.take_refused_resumption(), Some(detached.clone()));
+    assert_eq!(h.conn.take_refused_resumption(), None);
+    // juliet asking for another id than the session handed over: refused,
+    // and handed back too.
     let mut h = Host::authenticated();
-    h.detached = Some(Box::new(detached));
+    h.detached = Some(Box::new(detached.clone()));
     h.send("<resume xmlns='urn:xmpp:sm:3' previd='other-id' h='0'/>");
     assert_eq!(
         failed_condition(&last_sm(&h)).as_deref(),
         Some("item-not-found")
     );
+    assert_eq!(h.conn.take_refused_resumption(), Some(detached));
 }
 
 #[test]
