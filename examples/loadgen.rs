@@ -793,10 +793,10 @@ async fn idle(
         Some(secs) => {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
-                _ = shutdown_signal() => {}
+                _ = common::shutdown_signal() => {}
             }
         }
-        None => shutdown_signal().await,
+        None => common::shutdown_signal().await,
     }
     eprintln!("closing {count} sessions…");
     stop_tx.send(true)?;
@@ -822,21 +822,6 @@ async fn idle_loop(
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return Ok(session),
             r = session.read_once() => r?,
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -286,7 +286,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     drop(alive);
 
-    shutdown_signal().await;
+    common::shutdown_signal().await;
     info!("shutting down: closing every session with system-shutdown");
     for task in &accept_tasks {
         task.abort();
@@ -316,28 +316,6 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, BoxError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}").into())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 async fn accept_loop(
