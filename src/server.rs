@@ -91,7 +91,7 @@ use crate::sasl::{
     ServerStep, TlsInfo,
 };
 use crate::sm::{AckPolicy, NS_SM, SentStanza, SmNonza, SmSession};
-use crate::stanza::{IqType, NotAStanza, PresenceType, Stanza, StanzaKind};
+use crate::stanza::{IqType, NotAStanza, Stanza, StanzaKind};
 use crate::stream::features::{Feature, offered};
 use crate::stream::{
     CloseReason, Input, NS_PING, Negotiated, Outbox, Output, Policy, StreamFeatures, Timeouts,
@@ -1877,14 +1877,7 @@ impl ServerConnection {
                 }
             }
         }
-        let subscription = matches!(
-            stanza.presence_type(),
-            Some(Ok(PresenceType::Subscribe
-                | PresenceType::Subscribed
-                | PresenceType::Unsubscribe
-                | PresenceType::Unsubscribed))
-        );
-        if subscription {
+        if stanza.is_subscription_presence() {
             stanza.set_from(Some(jid.to_bare().as_str()));
         } else {
             stanza.set_from(Some(jid.as_str()));

@@ -71,6 +71,19 @@ pub enum PresenceType {
     Error,
 }
 
+impl PresenceType {
+    /// `subscribe`, `subscribed`, `unsubscribe` or `unsubscribed`.
+    pub fn is_subscription(self) -> bool {
+        matches!(
+            self,
+            PresenceType::Subscribe
+                | PresenceType::Subscribed
+                | PresenceType::Unsubscribe
+                | PresenceType::Unsubscribed
+        )
+    }
+}
+
 /// The `type` of an iq (RFC 6120 §8.2.3); required.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IqType {
@@ -278,6 +291,15 @@ impl Stanza {
                 Some(_) => return Err(()),
             })
         })
+    }
+
+    /// Whether this is a subscription presence (`subscribe`,
+    /// `subscribed`, `unsubscribe`, `unsubscribed`; RFC 6121 §3), which
+    /// servers stamp with the sender's bare JID and handle apart.
+    pub fn is_subscription_presence(&self) -> bool {
+        self.presence_type()
+            .and_then(Result::ok)
+            .is_some_and(PresenceType::is_subscription)
     }
 
     /// The iq type (for iqs); `Some(Err(()))` when absent or unknown.

@@ -294,12 +294,7 @@ impl Im {
         }
         if stanza.kind() == StanzaKind::Presence {
             match stanza.presence_type() {
-                Some(Ok(
-                    PresenceType::Subscribe
-                    | PresenceType::Subscribed
-                    | PresenceType::Unsubscribe
-                    | PresenceType::Unsubscribed,
-                )) => {
+                Some(Ok(t)) if t.is_subscription() => {
                     match self.service.outbound_subscription(
                         router,
                         &mut self.store,

@@ -132,14 +132,7 @@ impl World {
     /// it over (`from` stamped: bare for subscription presence, else full).
     pub fn send(&mut self, session: SessionId, mut stanza: Stanza) {
         let jid = self.router.session_jid(session).unwrap().clone();
-        let subscription = matches!(
-            stanza.presence_type(),
-            Some(Ok(PresenceType::Subscribe
-                | PresenceType::Subscribed
-                | PresenceType::Unsubscribe
-                | PresenceType::Unsubscribed))
-        );
-        if subscription {
+        if stanza.is_subscription_presence() {
             stanza.set_from(Some(jid.to_bare().as_str()));
             let actions = self
                 .im
