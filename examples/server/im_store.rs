@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use minidom::Element;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, Table, TableDefinition};
 use xmpp_sansio::im::blocking::Blocklist;
 use xmpp_sansio::im::delay::Timestamp;
 use xmpp_sansio::im::offline::{OfflineStore, QueueUsage, StoredMessage};
@@ -194,6 +194,30 @@ impl ImStore {
         }
         Ok(out)
     }
+
+    /// One roster write: `change` on the items table and the user's new
+    /// roster version, in one transaction (both or neither).
+    fn write_roster(
+        &self,
+        user: &BareJid,
+        version: u64,
+        change: impl FnOnce(&mut Table<'_, (&str, &str), &[u8]>) -> Result<(), ImStoreError>,
+    ) -> Result<(), ImStoreError> {
+        let tx = self.db.begin_write().map_err(ctx("begin write"))?;
+        {
+            let mut items = tx
+                .open_table(ROSTER_ITEMS)
+                .map_err(ctx("open roster_items"))?;
+            change(&mut items)?;
+            let mut versions = tx
+                .open_table(ROSTER_VERSIONS)
+                .map_err(ctx("open roster_versions"))?;
+            versions
+                .insert(user.as_str(), version)
+                .map_err(ctx("write roster version"))?;
+        }
+        tx.commit().map_err(ctx("commit"))
+    }
 }
 
 impl RosterStore for ImStore {
@@ -255,22 +279,12 @@ impl RosterStore for ImStore {
         version: u64,
     ) -> Result<(), ImStoreError> {
         let record = encode_item(&item);
-        let tx = self.db.begin_write().map_err(ctx("begin write"))?;
-        {
-            let mut items = tx
-                .open_table(ROSTER_ITEMS)
-                .map_err(ctx("open roster_items"))?;
+        self.write_roster(user, version, |items| {
             items
                 .insert((user.as_str(), item.jid.as_str()), record.as_slice())
                 .map_err(ctx("write roster item"))?;
-            let mut versions = tx
-                .open_table(ROSTER_VERSIONS)
-                .map_err(ctx("open roster_versions"))?;
-            versions
-                .insert(user.as_str(), version)
-                .map_err(ctx("write roster version"))?;
-        }
-        tx.commit().map_err(ctx("commit"))
+            Ok(())
+        })
     }
 
     fn remove_item(
@@ -279,22 +293,12 @@ impl RosterStore for ImStore {
         contact: &BareJid,
         version: u64,
     ) -> Result<(), ImStoreError> {
-        let tx = self.db.begin_write().map_err(ctx("begin write"))?;
-        {
-            let mut items = tx
-                .open_table(ROSTER_ITEMS)
-                .map_err(ctx("open roster_items"))?;
+        self.write_roster(user, version, |items| {
             items
                 .remove((user.as_str(), contact.as_str()))
                 .map_err(ctx("remove roster item"))?;
-            let mut versions = tx
-                .open_table(ROSTER_VERSIONS)
-                .map_err(ctx("open roster_versions"))?;
-            versions
-                .insert(user.as_str(), version)
-                .map_err(ctx("write roster version"))?;
-        }
-        tx.commit().map_err(ctx("commit"))
+            Ok(())
+        })
     }
 }
 
