@@ -448,37 +448,40 @@ impl Hub {
             let _ = reply.send(None);
             return;
         }
-        let (available, priority) = self
-            .router
-            .session(old)
-            .map_or((false, 0), |s| (s.available, s.priority));
-        self.router.unbind(old);
-        let jid = detached.jid().clone();
-        if !matches!(
-            self.router
-                .bind(new, jid.clone(), ConflictPolicy::RefuseNew),
-            BindOutcome::Bound
-        ) {
-            warn!(session = new, %jid, "resumed JID already bound; resume refused");
+        if !self.move_session(old, new, detached.jid(), detached.id()) {
+            warn!(session = new, jid = %detached.jid(), "resumed JID already bound; resume refused");
             self.end_session(old, detached.into_unacknowledged());
             let _ = reply.send(None);
             return;
         }
-        self.router.set_presence(new, available, priority);
-        self.im.session_moved(old, new, &jid);
-        self.resumable.insert(detached.id().to_owned(), new);
-        info!(session = new, old_session = old, %jid, "resumed");
+        info!(session = new, old_session = old, jid = %detached.jid(), "resumed");
         if let Err(Some(d)) = reply.send(Some(Box::new(detached))) {
             // The connection stopped waiting: keep the session detached.
-            self.router.unbind(new);
-            let _ = self
-                .router
-                .bind(old, jid.clone(), ConflictPolicy::RefuseNew);
-            self.router.set_presence(old, available, priority);
-            self.im.session_moved(new, old, &jid);
-            self.resumable.insert(d.id().to_owned(), old);
+            self.move_session(new, old, d.jid(), d.id());
             self.detached.insert(old, *d);
         }
+    }
+
+    /// Moves the bound session `jid` from id `from` to id `to`: its router
+    /// binding with its presence, its IM state and its resumption id.
+    /// `false` (and nothing changed but the old binding gone) when `jid`
+    /// cannot be bound under `to`.
+    fn move_session(&mut self, from: SessionId, to: SessionId, jid: &FullJid, rid: &str) -> bool {
+        let (available, priority) = self
+            .router
+            .session(from)
+            .map_or((false, 0), |s| (s.available, s.priority));
+        self.router.unbind(from);
+        if !matches!(
+            self.router.bind(to, jid.clone(), ConflictPolicy::RefuseNew),
+            BindOutcome::Bound
+        ) {
+            return false;
+        }
+        self.router.set_presence(to, available, priority);
+        self.im.session_moved(from, to, jid);
+        self.resumable.insert(rid.to_owned(), to);
+        true
     }
 
     /// Ends the detached sessions whose resumption time is up.
